@@ -9,8 +9,6 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch/torchvision first: on this project's machines 2.14.1/0.29.1 are served from local disk.
-	$(PY) -m pip install -q "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

@@ -1,0 +1,127 @@
+"""Noise schedules: one interface for discrete DDPM chains and continuous VP processes.
+
+Every schedule describes the forward marginal
+
+    X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E,      E ~ N(0, I)        (paper 1, eq. 2)
+
+and knows how to draw training times. Discrete schedules index t in {1, ..., T}
+(integer tensors); continuous ones take t in [t0, T] (float tensors).
+
+- ``LinearAlphaSchedule``: paper 1, Sec. 5.1: alpha_t linear from alpha_1 to alpha_T,
+  abar_t = prod_{i<=t} alpha_i.
+- ``LinearBetaSchedule``: Ho et al. / the DiT code base: beta linear in [1e-4, 0.02], T = 1000.
+- ``ContinuousVPSchedule`` (in ``continuous.py``): paper 2, alpha_t = e^{-t/2}.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+TimeSampling = Literal["uniform", "first", "last"]
+
+
+class NoiseSchedule(torch.nn.Module):
+    """Interface shared by discrete and continuous schedules."""
+
+    discrete: bool = True
+
+    def alpha_bar(self, t: Tensor) -> Tensor:  # (B,) -> (B,)
+        raise NotImplementedError
+
+    def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        raise NotImplementedError
+
+    def model_time(self, t: Tensor) -> Tensor:
+        """The scalar a network embeds for time t (float)."""
+        return t.float()
+
+    def add_noise(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """Forward marginal, paper 1 eq. (2): X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E."""
+        abar = self.alpha_bar(t).to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+
+class DiscreteSchedule(NoiseSchedule):
+    """A discrete chain given by its per-step alphas; t in {1, ..., T}.
+
+    Args:
+        alphas: (T,) per-step alpha_t = 1 - beta_t, each in (0, 1).
+        time_sampling: which steps training draws from (paper 1, Fig. 2D):
+            ``uniform`` over [T], ``first`` = the first 40 % of steps, ``last`` = the last 40 %.
+    """
+
+    discrete = True
+
+    def __init__(self, alphas: Tensor, time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+        super().__init__()
+        alphas = torch.as_tensor(alphas, dtype=torch.float64)
+        if alphas.dim() != 1 or alphas.numel() < 1:
+            raise ValueError("schedule: T must be >= 1 (got an empty alpha sequence)")
+        if not bool(((alphas > 0) & (alphas < 1)).all()):
+            raise ValueError(f"schedule: every alpha_t must lie in (0, 1); got min {alphas.min():.4g}, max {alphas.max():.4g}")
+        if time_sampling not in ("uniform", "first", "last"):
+            raise ValueError(f"schedule.time_sampling must be one of uniform, first, last; got {time_sampling!r}")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"schedule.fraction must lie in (0, 1]; got {fraction}")
+        self.T = int(alphas.numel())
+        self.time_sampling = time_sampling
+        self.fraction = fraction
+        self.register_buffer("alphas", alphas, persistent=False)
+        self.register_buffer("alpha_bars", torch.cumprod(alphas, 0), persistent=False)  # (T,)
+
+    def alpha_bar(self, t: Tensor) -> Tensor:  # t: (B,) ints in [1, T]
+        return self.alpha_bars.to(t.device)[t.long() - 1]
+
+    @property
+    def time_range(self) -> tuple[int, int]:
+        """Inclusive range [lo, hi] of the training times."""
+        k = max(1, int(round(self.fraction * self.T)))
+        if self.time_sampling == "first":
+            return 1, k
+        if self.time_sampling == "last":
+            return self.T - k + 1, self.T
+        return 1, self.T
+
+    def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        lo, hi = self.time_range
+        return torch.randint(lo, hi + 1, (n,), generator=generator, device=device)
+
+    def all_times(self) -> Tensor:
+        return torch.arange(1, self.T + 1)
+
+    def snr(self) -> Tensor:
+        """abar_t / (1 - abar_t) for every t (Luo, 2022)."""
+        return self.alpha_bars / (1 - self.alpha_bars)
+
+
+class LinearAlphaSchedule(DiscreteSchedule):
+    """Paper 1, Sec. 5.1: alpha_t = alpha_1 - (alpha_1 - alpha_T)(t - 1)/(T - 1), abar_t = prod alpha_i."""
+
+    def __init__(self, T: int = 50, alpha_1: float = 0.98, alpha_T: float = 0.95,
+                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+        if T < 1:
+            raise ValueError(f"schedule.T must be >= 1; got {T}")
+        for name, a in (("alpha_1", alpha_1), ("alpha_T", alpha_T)):
+            if not 0 < a < 1:
+                raise ValueError(f"schedule.{name} must lie in (0, 1); got {a}")
+        if T == 1:
+            alphas = torch.tensor([alpha_1], dtype=torch.float64)
+        else:
+            s = torch.arange(T, dtype=torch.float64) / (T - 1)
+            alphas = alpha_1 - (alpha_1 - alpha_T) * s
+        super().__init__(alphas, time_sampling, fraction)
+
+
+class LinearBetaSchedule(DiscreteSchedule):
+    """Ho et al. (2020) and the DiT code base: beta_t linear from beta_start to beta_end over T steps."""
+
+    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
+                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+        if T < 1:
+            raise ValueError(f"schedule.T must be >= 1; got {T}")
+        if not 0 < beta_start <= beta_end < 1:
+            raise ValueError(f"schedule: need 0 < beta_start <= beta_end < 1; got {beta_start}, {beta_end}")
+        betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+        super().__init__(1 - betas, time_sampling, fraction)
