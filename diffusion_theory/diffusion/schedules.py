@@ -33,6 +33,10 @@ class NoiseSchedule(torch.nn.Module):
     def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         raise NotImplementedError
 
+    def eval_times(self) -> Tensor:
+        """The times at which evaluation measures every sample (discrete: all of [T]). (n_t,)"""
+        raise NotImplementedError
+
     def model_time(self, t: Tensor) -> Tensor:
         """The scalar a network embeds for time t (float)."""
         return t.float()
@@ -88,7 +92,8 @@ class DiscreteSchedule(NoiseSchedule):
         lo, hi = self.time_range
         return torch.randint(lo, hi + 1, (n,), generator=generator, device=device)
 
-    def all_times(self) -> Tensor:
+    def eval_times(self) -> Tensor:
+        """Every step 1..T: evaluation averages over t ~ Unif([T]) exactly, whatever the training sampling."""
         return torch.arange(1, self.T + 1)
 
     def snr(self) -> Tensor:

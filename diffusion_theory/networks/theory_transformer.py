@@ -36,13 +36,17 @@ class OneLayerTransformer(nn.Module):
         """Rows (W x_p)^T, so that queries @ keys^T = x_j^T W x_p. (B, P, d)"""
         return x @ self.W.T
 
-    def attention_logits(self, x: Tensor) -> Tensor:
-        """logits[b, p, j] = x_j^T W x_p / d: query p (rows), key j (columns). (B, P, P)"""
+    def attention_logits(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """logits[b, p, j] = x_j^T W x_p / d: query p (rows), key j (columns). (B, P, P); t is unused."""
         return self.queries(x) @ x.transpose(-1, -2) / self.d
 
-    def attention(self, x: Tensor) -> Tensor:
+    def attention(self, x: Tensor, t: Tensor | None = None) -> Tensor:
         """softmax over keys of ``attention_logits``; each row sums to one. (B, P, P)"""
         return torch.softmax(self.attention_logits(x), dim=-1)
+
+    def output_scales(self) -> Tensor:
+        """v_t for t = 1..T. (T,)"""
+        return self.v
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (B, P, d) noisy tokens X^t; t: (B,) steps in {1..T}. Returns the noise estimate (B, P, d)."""

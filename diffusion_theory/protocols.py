@@ -1,0 +1,72 @@
+"""Capabilities: what a diagnostic may ask of the data and of the network.
+
+A diagnostic names the capabilities it needs; ``require`` checks them when the fit starts, so a
+diagnostic attached to data that cannot answer fails at once with a clear message, not mid-run.
+Any data module or network (ours or a plugin's) gets a diagnostic by implementing its methods.
+
+Data capabilities (methods of the LightningDataModule):
+    KnowsPosteriorNoise.exact_eps(x_t, abar, batch) -> E[E | X^t]      score error, Bayes risk
+    KnowsOracleNoise.oracle_eps(x_t, abar, batch)   -> E[E | X^t, latent]  oracle risk
+    HasTokenLabels.token_labels(batch)              -> (B, P) latent class of each token
+    HasTheoryQuantities.theory_quantities()         -> {name: float}, logged once
+    KnowsOracleOutputScale.oracle_output_scale(abar) -> the ideal per-step output scale
+
+Network capabilities (methods of ``pl_module.network``):
+    ExposesAttention.attention_logits(x_t, t)       -> (B, P, P) pre-softmax scores, query rows
+    HasOutputScales.output_scales()                  -> (T,) per-step output scales v_t
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+
+@runtime_checkable
+class KnowsPosteriorNoise(Protocol):
+    def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor: ...
+
+
+@runtime_checkable
+class KnowsOracleNoise(Protocol):
+    def oracle_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor: ...
+
+
+@runtime_checkable
+class HasTokenLabels(Protocol):
+    def token_labels(self, batch: dict[str, Tensor]) -> Tensor: ...
+
+
+@runtime_checkable
+class HasTheoryQuantities(Protocol):
+    def theory_quantities(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class KnowsOracleOutputScale(Protocol):
+    def oracle_output_scale(self, abar: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class ExposesAttention(Protocol):
+    def attention_logits(self, x_t: Tensor, t: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class HasOutputScales(Protocol):
+    def output_scales(self) -> Tensor: ...
+
+
+class MissingCapabilityError(TypeError):
+    """A diagnostic was attached to a data module or network that cannot answer it."""
+
+
+def require(obj: Any, protocol: type, diagnostic: str, role: str) -> None:
+    """Raise ``MissingCapabilityError`` naming the diagnostic, the object and the missing methods."""
+    if isinstance(obj, protocol):
+        return
+    methods = [m for m in protocol.__dict__ if not m.startswith("_") and callable(getattr(protocol, m, None))]
+    raise MissingCapabilityError(
+        f"callback {diagnostic} needs the {role} to implement {protocol.__name__} "
+        f"({', '.join(f'{m}()' for m in methods)}); {type(obj).__name__} does not. "
+        f"Remove the callback from the config or use a {role} that provides it.")
