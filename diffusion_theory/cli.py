@@ -1,6 +1,7 @@
 """The command line: ``python scripts/fit.py --config configs/X.yaml [--config more.yaml] [--key=value ...]``.
 
-A ``LightningCLI`` in omegaconf mode (configs may use ``${...}`` interpolation) with no
+A ``LightningCLI`` in ``omegaconf+`` mode (``${...}`` interpolations are resolved on the final merged
+config, so `--data.init_args.d=8` also changes `${data.init_args.d}` elsewhere) with no
 subcommand: it always fits. What it adds to Lightning:
 
 - a run folder ``<run.root>/<run.experiment>/<run.name>/`` with the resolved ``config.yaml``,
@@ -24,9 +25,10 @@ from typing import Any, Literal
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
 from diffusion_theory.checkpointing import AtomicCheckpointIO
+from diffusion_theory.loggers import RunCSVLogger
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
 
@@ -142,7 +144,7 @@ class DiffusionCLI(LightningCLI):
             model_class=LightningModule, datamodule_class=LightningDataModule,
             subclass_mode_model=True, subclass_mode_data=True,
             save_config_callback=RunConfigSaver, save_config_kwargs={"overwrite": True},
-            seed_everything_default=0, parser_kwargs={"parser_mode": "omegaconf"},
+            seed_everything_default=0, parser_kwargs={"parser_mode": "omegaconf+"},
             args=args, run=False, **kwargs)
         if self._do_fit:
             self.fit()
@@ -175,7 +177,7 @@ class DiffusionCLI(LightningCLI):
 
     def build_loggers(self) -> list:
         run, run_dir = self.run_config, self.run_dir
-        loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+        loggers: list = [RunCSVLogger(str(run_dir))]
         mode = resolve_wandb_mode(run.wandb_mode)
         if mode != "disabled":
             run_id = _safe(f"{run.experiment}-{run_dir.name}")[:120]
@@ -202,4 +204,16 @@ class DiffusionCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def fit(self) -> None:
-        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.resume_from)
+        """Fit, then close the W&B run (flushes an offline run; a failed fit is marked failed)."""
+        exit_code = 1
+        try:
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.resume_from)
+            exit_code = 0
+        finally:
+            finish_wandb(self.trainer, exit_code)
+
+
+def finish_wandb(trainer: Trainer, exit_code: int) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero and logger._experiment is not None:
+            logger.experiment.finish(exit_code=exit_code)
