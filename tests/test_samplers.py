@@ -10,6 +10,17 @@ from diffusion_theory.diffusion.samplers import (ddim, ddpm_ancestral, probabili
 from diffusion_theory.diffusion.schedules import LinearBetaSchedule
 from diffusion_theory.distributions.gaussian_process import GaussianProcessSequences
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These loops run thousands of small element-wise ops; with 2 OpenMP threads on a shared 2-core
+    machine each op can wait tens of ms for a busy core (measured 40x slower). One thread is also the
+    fastest choice for tensors this small."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 N_SAMPLES = 10_000
 GP = GaussianProcessSequences(N=4, d=2, length_scale=2.0, nu=1.0, mean=0.5, seed=1)  # covariance eigenvalues 0.07..1.6
 SHAPE = (N_SAMPLES, 4, 2)

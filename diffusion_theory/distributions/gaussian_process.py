@@ -51,6 +51,17 @@ def kernel_matrix(N: int, length_scale: float, nu: float) -> Tensor:
     return torch.exp(-(h[:, None] - h[None, :]).abs() ** nu / length_scale)
 
 
+def _left_multiply(M: Tensor, X: Tensor) -> Tensor:
+    """M @ X[b] for every b as ONE (N, N) x (N, B d) matrix product: X (B, N, d) -> (B, N, d).
+
+    (A batched matmul of B tiny matrices is slow, and pathologically so with OpenMP threads
+    competing with another process.)
+    """
+    B, N, d = X.shape
+    out = M @ X.transpose(0, 1).reshape(N, B * d)  # (N, B d)
+    return out.reshape(N, B, d).transpose(0, 1)
+
+
 class GaussianProcessSequences:
     """N frames in R^d from a stationary GP with covariance Gamma (x) Sigma (paper 2, Sec. 6.1).
 
@@ -189,9 +200,9 @@ class GaussianProcessSequences:
         U, lam, V, s = self._on(x.device)
         abar = torch.as_tensor(abar, dtype=torch.float64, device=x.device).reshape(-1, 1, 1)  # (B or 1, 1, 1)
         centered = x.to(torch.float64) - abar.sqrt() * self.mean  # (B, N, d): X^t - alpha_t mu
-        rotated = U.T @ centered @ V  # (B, N, d): coordinates in the eigenbasis of Gamma (x) Sigma
+        rotated = _left_multiply(U.T, centered @ V)  # (B, N, d): U^T X V, coordinates in the eigenbasis
         eig = abar * (lam[:, None] * s[None, :]) + (1 - abar)  # (B, N, d): eigenvalues of the noised covariance
-        return -(U @ (rotated / eig) @ V.T)  # (B, N, d)
+        return -_left_multiply(U, (rotated / eig) @ V.T)  # (B, N, d)
 
     def score(self, x_t: Tensor, abar: Tensor | float) -> Tensor:
         """grad log p_t(x_t) for X^t = sqrt(abar) X^0 + sqrt(1 - abar) E (paper 2, eq. 2).
