@@ -4,6 +4,7 @@
                       s = -E[E | X^t] / sqrt(1 - abar_t)                        (paper 1 eqs. 5, 11)
     val/bayes_risk  = loss_scale * E_t E ||E - E[E | X^t]||^2 / (dP)             (eq. 6, the loss's scale)
     val/bayes_gap   = val/ddpm_loss - val/bayes_risk  (same evaluation grid and noise)
+Per time bin (equal bins of the evaluation times, early to late): val/score_error/t_bin_k, val/bayes_gap/t_bin_k.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from diffusion_theory.protocols import KnowsPosteriorNoise
 
 
 class ScoreError(Diagnostic):
-    """Needs data implementing ``exact_eps``; logs val/score_error (also per time bin), val/bayes_risk, val/bayes_gap."""
+    """Needs data implementing ``exact_eps``; logs val/score_error, val/bayes_risk, val/bayes_gap (also per time bin)."""
 
     requires = (("data", KnowsPosteriorNoise),)
 
     def metric_names(self, trainer, pl_module) -> list[str]:
         names = ["val/score_error", "val/bayes_risk", "val/bayes_gap"]
-        return names + [f"val/score_error/t_bin_{k}" for k in range(self.n_time_bins)]
+        names += [f"val/score_error/t_bin_{k}" for k in range(self.n_time_bins)]
+        return names + [f"val/bayes_gap/t_bin_{k}" for k in range(self.n_time_bins)]
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: dict[str, Tensor],
                 batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -32,9 +34,11 @@ class ScoreError(Diagnostic):
         bayes = pl_module.loss_scale * per_dim(noise - exact)
         self.update("val/score_error", score_err)
         self.update("val/bayes_risk", bayes)
-        self.update("val/bayes_gap", outputs["loss"] - bayes)
+        gap = outputs["loss"] - bayes
+        self.update("val/bayes_gap", gap)
         bins = self.time_bins(outputs)
         for k in range(self.n_time_bins):
             mask = bins == k
             if mask.any():
                 self.update(f"val/score_error/t_bin_{k}", score_err[mask])
+                self.update(f"val/bayes_gap/t_bin_{k}", gap[mask])
