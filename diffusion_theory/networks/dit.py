@@ -511,17 +511,22 @@ DIT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 
+def _size_config(name: str) -> dict:
+    depth, hidden, heads = DIT_SIZES[name]
+    return dict(depth=depth, hidden_size=hidden, num_heads=heads)
+
+
 def DiT_GP(**kwargs) -> DiT:
-    """Paper 2's DiT for (N, d) sequences: 12 blocks, tokens [z; e] with 16 + 16 coordinates."""
-    depth, hidden, heads = DIT_SIZES["DiT-GP"]
-    kwargs.setdefault("pos_embed_mode", "concat")
-    kwargs.setdefault("pos_dim", 16)
-    return DiT(depth=depth, hidden_size=hidden, num_heads=heads, **kwargs)
+    """Paper 2's DiT for (N, d) sequences: 12 blocks, tokens [z; e] with 16 + 16 coordinates.
+    Keyword arguments override any of these."""
+    config = _size_config("DiT-GP") | dict(pos_embed_mode="concat", pos_dim=16)
+    return DiT(**(config | kwargs))
 
 
 def build_dit(name: str, **kwargs) -> DiT:
     """A DiT from a registry name: ``DiT-GP``, ``DiT-S``, ``DiT-B``, ``DiT-L``, ``DiT-XL``, optionally with
-    an image patch size as in DiT (``DiT-S/2``, ``DiT-XL/8``). Other arguments go to ``DiT``."""
+    an image patch size as in DiT (``DiT-S/2``, ``DiT-XL/8``). Other arguments go to ``DiT``
+    and override the named size (e.g. ``depth=4``)."""
     base, _, patch = name.partition("/")
     if base not in DIT_SIZES:
         raise ValueError(f"dit: unknown model name {name!r}; known sizes: {', '.join(DIT_SIZES)} (optionally '/p')")
@@ -531,9 +536,7 @@ def build_dit(name: str, **kwargs) -> DiT:
         kwargs["patch_size"] = int(patch)
     if base == "DiT-GP":
         return DiT_GP(**kwargs)
-    depth, hidden, heads = DIT_SIZES[base]
-    kwargs.setdefault("pos_embed_mode", "add")
-    return DiT(depth=depth, hidden_size=hidden, num_heads=heads, **kwargs)
+    return DiT(**(_size_config(base) | dict(pos_embed_mode="add") | kwargs))
 
 
 def _named_factory(name: str):
