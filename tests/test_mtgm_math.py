@@ -160,3 +160,18 @@ def test_bayes_between_oracle_and_trivial():
     r_bayes = (eps - dist.bayes_eps(xt, abar)).pow(2).mean()
     r_prior = (eps - dist.oracle_coefficient(abar).view(-1, 1, 1) * xt).pow(2).mean()
     assert r_oracle < r_bayes < r_prior
+
+
+def test_float32_posterior_path_agrees_with_float64_at_paper_scale():
+    dist = make(d=64, M=8, K=4, P=256, rho=0.3)
+    s = LinearAlphaSchedule()
+    g = torch.Generator().manual_seed(5)
+    sample = dist.sample(6, generator=g)
+    t = torch.tensor([1, 2, 10, 25, 40, 50])
+    xt = s.add_noise(sample.x0, t, torch.randn(sample.x0.shape, generator=g))
+    exact = dist.bayes_eps(xt, s.alpha_bar(t), torch.float64)
+    fast = dist.bayes_eps(xt, s.alpha_bar(t), torch.float32)
+    torch.testing.assert_close(fast, exact, atol=2e-5, rtol=1e-4)
+    # chunking does not change the result
+    chunked = dist.posterior_token_labels(xt, s.alpha_bar(t), torch.float64, chunk=4)
+    torch.testing.assert_close(chunked, dist.posterior_token_labels(xt, s.alpha_bar(t)))

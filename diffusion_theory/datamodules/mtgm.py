@@ -42,6 +42,8 @@ class MTGMDataModule(pl.LightningDataModule):
         eval_pi_tilde: ``random`` (Dirichlet(1) draw with eval_seed), ``train`` (pi~' = pi~) or a list.
         eval_seed: seed of pi~' and the evaluation samples.
         eval_batch_size: evaluation data points per batch (each is run at every time step).
+        posterior_dtype: arithmetic of the exact Bayes posterior: float32 (fast; the sum of log-likelihoods is
+            still accumulated in float64, agreeing with float64 to ~1e-5) or float64.
     """
 
     def __init__(self, d: int = 64, M: int = 8, K: int = 4, P: int = 256, rho: float = 0.3,
@@ -49,7 +51,7 @@ class MTGMDataModule(pl.LightningDataModule):
                  pattern_seed: int = 0, batch_size: int = 32, steps_per_epoch: int = 100,
                  n_train: int | None = None, data_seed: int = 0, n_eval: int = 512,
                  eval_pi_tilde: Literal["random", "train"] | list[float] = "random", eval_seed: int = 2024,
-                 eval_batch_size: int = 8):
+                 eval_batch_size: int = 8, posterior_dtype: Literal["float32", "float64"] = "float32"):
         super().__init__()
         validate_mtgm_shape(d=d, M=M, K=K, P=P, rho=rho)
         for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
@@ -111,7 +113,8 @@ class MTGMDataModule(pl.LightningDataModule):
     # -- what the diagnostics may ask (diffusion_theory.protocols) ----------------------------------
     def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """E[E | X^t] under the evaluation distribution (Bayes-optimal denoiser, eq. 6)."""
-        return self.eval_dist.bayes_eps(x_t, abar)
+        dtype = torch.float64 if self.hparams.posterior_dtype == "float64" else torch.float32
+        return self.eval_dist.bayes_eps(x_t, abar, dtype)
 
     def oracle_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
         """E[E | X^t, M_Y], eq. (13), with the true token labels of the batch."""

@@ -157,7 +157,8 @@ class MTGM:
         abar = abar.double()
         return 0.5 * self.rho ** 2 * abar / (self.rho ** 2 * abar + 1 - abar)
 
-    def posterior_token_labels(self, x_t: Tensor, abar: Tensor) -> Tensor:
+    def posterior_token_labels(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64,
+                               chunk: int = 256) -> Tensor:
         """Exact posterior p(Y_p = u | X^t), (B, P, M), enumerating every K-subset Z.
 
         Given Y, tokens are independent with x^t_p ~ N(sqrt(abar) mu_{Y_p}, s^2 I), s^2 = rho^2 abar + 1 - abar.
@@ -165,29 +166,38 @@ class MTGM:
             p(x_p | Z)    propto  sum_u pi_u(Z) L_pu               =: D_pZ   (a matrix product)
             p(Z | X^t)    propto  prod_p D_pZ                       (Z uniform a priori)
             p(Y_p=u|X^t)  =       L_pu sum_Z p(Z | X^t) pi_u(Z) / D_pZ
-        All in float64 with per-token max subtraction, so no sampled approximation is involved.
+        No sampling is involved. ``dtype`` float64 (default) is exact to rounding; float32 (the fast
+        evaluation path) keeps the sum over tokens of log D_pZ in float64 and agrees to ~1e-5.
+        Work is done in chunks of ``chunk`` data points to stay in cache.
         """
-        x = x_t.double()
-        abar = abar.double().view(-1, 1, 1).to(x.device)
-        s2 = self.rho ** 2 * abar + 1 - abar
-        mu = self.patterns.to(x.device)
-        pis = self.subset_pi.to(x.device)  # (n_Z, M)
-        loglik = abar.sqrt() * (x @ mu.T) / s2  # (B, P, M)
+        if x_t.shape[0] > chunk:
+            return torch.cat([self.posterior_token_labels(x_t[i:i + chunk], abar[i:i + chunk], dtype, chunk)
+                              for i in range(0, x_t.shape[0], chunk)])
+        x = x_t.to(dtype)
+        abar = abar.to(device=x.device, dtype=torch.float64).view(-1, 1, 1)
+        scale = (abar.sqrt() / (self.rho ** 2 * abar + 1 - abar)).to(dtype)  # sqrt(abar) / s^2
+        mu = self.patterns.to(device=x.device, dtype=dtype)
+        pis = self.subset_pi.to(device=x.device, dtype=dtype)  # (n_Z, M)
+        loglik = scale * (x @ mu.T)  # (B, P, M)
         lik = (loglik - loglik.amax(-1, keepdim=True)).exp()  # (B, P, M), max entry 1 per token
-        tiny = torch.finfo(torch.float64).tiny
-        mix = (lik @ pis.T).clamp_min(tiny)  # (B, P, n_Z)  D_pZ
-        post_z = torch.softmax(mix.log().sum(1), dim=-1)  # (B, n_Z)
+        mix = (lik @ pis.T).clamp_min(torch.finfo(dtype).tiny)  # (B, P, n_Z)  D_pZ
+        log_post_z = torch.sum(mix.log(), dim=1, dtype=torch.float64)  # (B, n_Z)
+        post_z = torch.softmax(log_post_z, dim=-1).to(dtype)
         return lik * ((post_z.unsqueeze(1) / mix) @ pis)  # (B, P, M)
 
-    def posterior_mean_patterns(self, x_t: Tensor, abar: Tensor) -> Tensor:
-        """E[M_Y | X^t] = sum_u p(Y_p = u | X^t) mu_u, (B, P, d) float64."""
-        return self.posterior_token_labels(x_t, abar) @ self.patterns.to(x_t.device)
+    def posterior_mean_patterns(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+        """E[M_Y | X^t] = sum_u p(Y_p = u | X^t) mu_u, (B, P, d) in ``dtype``."""
+        return self.posterior_token_labels(x_t, abar, dtype) @ self.patterns.to(device=x_t.device, dtype=dtype)
 
-    def bayes_eps(self, x_t: Tensor, abar: Tensor) -> Tensor:
-        """The MMSE noise estimate E[E | X^t] (the Bayes-optimal denoiser of eq. 6). x_t: (B, P, d)."""
-        c = self.oracle_coefficient(abar).view(-1, 1, 1).to(x_t.device)
-        mean = self.posterior_mean_patterns(x_t, abar)
-        out = c * (x_t.double() - abar.double().sqrt().view(-1, 1, 1).to(x_t.device) * mean)
+    def bayes_eps(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+        """The MMSE noise estimate E[E | X^t] (the Bayes-optimal denoiser of eq. 6). x_t: (B, P, d).
+
+        ``dtype``: arithmetic of the posterior (see ``posterior_token_labels``); the result has x_t's dtype.
+        """
+        abar = abar.to(x_t.device)
+        c = self.oracle_coefficient(abar).view(-1, 1, 1).to(dtype)
+        mean = self.posterior_mean_patterns(x_t, abar, dtype)
+        out = c * (x_t.to(dtype) - abar.double().sqrt().view(-1, 1, 1).to(dtype) * mean)
         return out.to(x_t.dtype)
 
     # -- theory quantities ------------------------------------------------------------------

@@ -486,6 +486,18 @@ class DiT(nn.Module):
             raise RuntimeError("dit: no attention recorded; call model.record_attention(True) and run a forward pass")
         return records  # type: ignore[return-value]
 
+    @torch.no_grad()
+    def attention_logits(self, x: Tensor, t: Tensor, y: Tensor | None = None, layer: int = -1) -> Tensor:
+        """Pre-softmax logits S / sqrt(hd) of one layer, averaged over heads: (B, T, T), query rows.
+
+        Runs one extra forward pass with recording on (``protocols.ExposesAttention``); t is the
+        model time, as for ``forward``.
+        """
+        with self.recording_attention():
+            self.forward(x, t, y)
+            record = self.attention_records()[layer]
+            return record["scores"].mean(1) * self.blocks[layer].attn.scale
+
     def attention_weights(self) -> dict[str, Tensor]:
         """Per-layer, per-head weights stacked over layers: q, k, v (L, H, hd, D); proj (L, H, D, hd).
 
