@@ -81,6 +81,23 @@ def test_recording_does_not_change_outputs_and_matches_sdpa():
     assert torch.allclose(q[:, 1], q_manual, atol=1e-5)
 
 
+def test_attention_logits_protocol():
+    from diffusion_theory.protocols import ExposesAttention
+    model = small_sequence_dit()
+    randomize(model)
+    assert isinstance(model, ExposesAttention)
+    x, t = torch.randn(3, 16, 3), torch.rand(3) * 1000
+    logits = model.attention_logits(x, t, layer=1)
+    with model.recording_attention():
+        model(x, t)
+        probs = model.attention_records()[1]["probs"]  # (B, H, T, T)
+    assert logits.shape == (3, 16, 16) and all(a.record is False for a in model.attention_modules())
+    # head-averaged logits; per head, softmax of the logits is the recorded probability
+    scores = probs.log()  # = logits_h - logsumexp_h per row
+    assert torch.allclose((scores - scores.mean(-1, keepdim=True)).mean(1),
+                          logits - logits.mean(-1, keepdim=True), atol=1e-4)
+
+
 def test_recording_can_average_over_the_batch():
     model = small_sequence_dit()
     randomize(model)
@@ -188,7 +205,7 @@ def test_forward_backward_trains_every_parameter_group():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
-    # adaLN-Zero: at the zero init only the output layer gets a gradient, after one step the rest does too
+    # adaLN-Zero: at the zero init only the output linear gets a gradient; a few steps later every block does
     assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
     assert model.x_embedder.weight.grad.abs().sum() > 0
 

@@ -180,7 +180,7 @@ class GaussianProcessSequences:
         The same seed gives the same sequences, and sample(n, s) is a prefix of sample(n', s)
         for n <= n' (chunked draws).
         """
-        out = [(self.gamma_factor @ G @ self.sigma_factor.T + self.mean).to(dtype)  # (chunk, N, d)
+        out = [(_left_multiply(self.gamma_factor, G @ self.sigma_factor.T) + self.mean).to(dtype)  # (chunk, N, d)
                for G in self._normal_chunks(n, generator)]
         X = torch.cat(out) if out else torch.zeros(0, self.N, self.d, dtype=dtype)
         return X.to(device)

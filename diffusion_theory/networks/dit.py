@@ -145,7 +145,8 @@ class SequenceAdapter(nn.Module):
 
     def to_tokens(self, x: Tensor) -> Tensor:  # (B, N, d) -> (B, N, d)
         if x.dim() != 3 or tuple(x.shape[1:]) != (self.seq_len, self.frame_dim):
-            raise ValueError(f"dit: expected sequences of shape (B, {self.seq_len}, {self.frame_dim}); got {tuple(x.shape)}")
+            raise ValueError(f"dit: expected sequences of shape (B, {self.seq_len}, {self.frame_dim}); "
+                             f"got {tuple(x.shape)}")
         return x
 
     def from_tokens(self, tokens: Tensor) -> Tensor:  # (B, N, d) -> (B, N, d)
@@ -189,7 +190,8 @@ class ImagePatchAdapter(nn.Module):
     def to_tokens(self, x: Tensor) -> Tensor:
         expected = (self.in_channels, self.height, self.width)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"dit: expected images of shape (B, {', '.join(map(str, expected))}); got {tuple(x.shape)}")
+            raise ValueError(f"dit: expected images of shape (B, {', '.join(map(str, expected))}); "
+                             f"got {tuple(x.shape)}")
         return self.patchify(x)
 
     def from_tokens(self, tokens: Tensor) -> Tensor:
@@ -353,7 +355,8 @@ class DiT(nn.Module):
         if pos_embed_mode not in ("add", "concat"):
             raise ValueError(f"dit.pos_embed_mode must be 'add' or 'concat'; got {pos_embed_mode!r}")
         if pos_embed_mode == "concat" and not 0 < pos_dim < hidden_size:
-            raise ValueError(f"dit.pos_dim must lie in (0, hidden_size) = (0, {hidden_size}) in concat mode; got {pos_dim}")
+            raise ValueError(f"dit.pos_dim must lie in (0, hidden_size) = (0, {hidden_size}) in concat mode; "
+                             f"got {pos_dim}")
         if patch_size < 1:
             raise ValueError(f"dit.patch_size must be >= 1; got {patch_size}")
 
@@ -402,7 +405,9 @@ class DiT(nn.Module):
     @property
     def frame_slice(self) -> slice:
         """Coordinates of the projected frame z in each token ([0, D - pos_dim) in concat mode, all in add mode)."""
-        return slice(0, self.hidden_size - self.pos_dim) if self.pos_embed_mode == "concat" else slice(0, self.hidden_size)
+        if self.pos_embed_mode == "concat":
+            return slice(0, self.hidden_size - self.pos_dim)
+        return slice(0, self.hidden_size)
 
     @property
     def embedding_slice(self) -> slice:
