@@ -122,21 +122,29 @@ class GaussianProcessSequences:
         self._device_cache: dict[tuple[torch.device, torch.dtype], tuple[Tensor, ...]] = {}
 
     # ------------------------------------------------------------------ validation helpers
-    def _describe(self) -> str:
+    def _describe(self, name: str) -> str:
+        if name == "sigma":
+            return f"d={self.d}, seed={self.seed}"
         return f"N={self.N}, nu={self.nu:g}, length_scale={self.length_scale:g}, jitter={self.jitter:g}"
+
+    @staticmethod
+    def _remedy(name: str, amount: str) -> str:
+        if name == "sigma":
+            return "Sigma = A^T A is drawn from gp.seed: choose another gp.seed"
+        return f"Set gp.jitter > 0 ({amount}) to add jitter * I to Gamma's diagonal"
 
     def _check_psd(self, name: str, eigenvalues: Tensor) -> None:
         lo, hi = float(eigenvalues.min()), float(eigenvalues.max())
         if lo < -EIG_TOL * max(hi, 1e-300):
-            raise ValueError(f"gp.{name} is not positive semi-definite ({self._describe()}): min eigenvalue {lo:.3g} "
-                             f"(max {hi:.3g}); increase gp.jitter to at least {-lo:.3g}")
+            raise ValueError(f"gp.{name} is not positive semi-definite ({self._describe(name)}): min eigenvalue "
+                             f"{lo:.3g} (max {hi:.3g}). {self._remedy(name, f'at least {-lo:.3g}')}")
 
     def _cholesky(self, name: str, matrix: Tensor, eigenvalues: Tensor) -> Tensor:
         L, info = torch.linalg.cholesky_ex(matrix)
         if int(info) != 0:
-            raise ValueError(f"gp.{name} is not numerically positive definite ({self._describe()}): Cholesky failed, "
-                             f"min eigenvalue {float(eigenvalues.min()):.3g} (max {float(eigenvalues.max()):.3g}). "
-                             f"Set gp.jitter > 0 (e.g. 1e-6) to add jitter * I to the diagonal, "
+            raise ValueError(f"gp.{name} is not numerically positive definite ({self._describe(name)}): Cholesky "
+                             f"failed, min eigenvalue {float(eigenvalues.min()):.3g} "
+                             f"(max {float(eigenvalues.max()):.3g}). {self._remedy(name, 'e.g. 1e-6')}, "
                              f"or use gp.factorization='eigh'")
         return L
 
