@@ -12,7 +12,9 @@ Conventions shared by every sampler:
   step re-runs the network on (x_t, t) inside the callback, so the sampling path itself never
   pays for recording.
 * ``x_T`` (optional) is the starting state; by default x_T ~ N(0, I) (drawn with
-  ``generator``, on ``device``, in float32).
+  ``generator``, on ``device``, in float32). ``generator`` also draws every later noise, so it
+  must live on the device of the states (a CPU generator for CPU sampling).
+* ``progress=True`` shows a tqdm bar over the steps.
 * Arithmetic on the coefficients is float64; states keep x_T's dtype.
 """
 from __future__ import annotations
