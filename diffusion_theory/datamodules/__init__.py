@@ -1,0 +1,1 @@
+"""LightningDataModules: each wraps a distribution or data source."""

@@ -1,0 +1,1 @@
+"""Data distributions as pure torch: sampling and their analytic truth (posteriors, scores, covariances)."""
