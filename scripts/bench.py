@@ -2,7 +2,7 @@
 """Speed targets of the project, measured side by side in one process. Results go in the README.
 
     python scripts/bench.py                    # every benchmark except the long demo run
-    python scripts/bench.py --only bayes_risk  # one of: lightning_overhead, bayes_risk, demo
+    python scripts/bench.py --only bayes_risk  # one of: lightning_overhead, bf16, bayes_risk, demo
     python scripts/bench.py --demo             # also time `configs/mtgm.yaml` end to end (minutes)
     python scripts/bench.py --json out.json    # machine-readable results
 
@@ -102,6 +102,34 @@ def bench_lightning_overhead(steps: int = 60, warmup: int = 10, repeats: int = 3
            f"(d=64, P=256, batch 64)")
 
 
+def bench_bf16(steps: int = 40, warmup: int = 5, repeats: int = 3) -> None:
+    """The paper-scale MTGM training step in bf16-mixed autocast against float32 (hand loop, same batches)."""
+    dm, _ = paper_scale_mtgm()
+    g = torch.Generator().manual_seed(0)
+    batches = [{"x0": dm.train_dist.sample(64, generator=g).x0} for _ in range(steps)]
+
+    def loop(dtype) -> float:
+        _, module = paper_scale_mtgm()
+        opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+        for i, batch in enumerate(batches):
+            if i == warmup:
+                start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                loss = module.training_step(batch, i)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return (time.perf_counter() - start) / (steps - warmup)
+
+    fp32, bf16 = [], []
+    for _ in range(repeats):
+        fp32.append(loop("fp32"))
+        bf16.append(loop("bf16"))
+    speedup = statistics.median(a / b for a, b in zip(fp32, bf16))
+    report("bf16_speedup_mtgm_step", speedup, "x", "> 1 (informative)", speedup > 1,
+           f"fp32 {statistics.median(fp32) * 1e3:.1f} ms/step, bf16-mixed {statistics.median(bf16) * 1e3:.1f} ms/step")
+
+
 # ----------------------------------------------------------------------------------------
 # Exact Bayes risk over the evaluation set
 # ----------------------------------------------------------------------------------------
@@ -157,7 +185,8 @@ def bench_demo() -> None:
            f"final val/bayes_gap {gap:.4f}")
 
 
-BENCHMARKS = {"lightning_overhead": bench_lightning_overhead, "bayes_risk": bench_bayes_risk, "demo": bench_demo}
+BENCHMARKS = {"lightning_overhead": bench_lightning_overhead, "bf16": bench_bf16, "bayes_risk": bench_bayes_risk,
+              "demo": bench_demo}
 
 
 def main() -> None:

@@ -50,3 +50,16 @@ def test_ranks_draw_different_data_and_noise(monkeypatch):
         monkeypatch.setattr(streams, "current_rank_and_world", lambda r=rank: (r, 2))
         shards.append(torch.cat([b["index"] for b in dm.val_dataloader()]))
     assert sorted(torch.cat(shards).tolist()) == list(range(dm.hparams.n_eval))
+
+
+def test_training_noise_is_offset_by_rank(monkeypatch):
+    from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
+    from diffusion_theory.models.diffusion_module import DiffusionModule
+    from diffusion_theory.networks.theory_transformer import OneLayerTransformer
+
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(DiffusionModule, "global_rank", property(lambda self, r=rank: r))
+        module = DiffusionModule(OneLayerTransformer(d=4, T=5), LinearAlphaSchedule(T=5))
+        draws.append(torch.randn(8, generator=module.noise_generator))
+    assert not torch.allclose(draws[0], draws[1])

@@ -137,3 +137,12 @@ def test_unknown_key_and_missing_file_give_one_clear_error(tmp_path):
     assert res.returncode != 0 and "nonsense" in res.stderr and "Traceback" not in res.stderr
     res = run_fit_subprocess(["--config", str(tmp_path / "missing.yaml")])
     assert res.returncode != 0 and "missing.yaml" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bf16_mixed_precision_run(tmp_path):
+    fit(tiny_mtgm_args(tmp_path, name="bf16", max_steps=10,
+                       extra=["--config", str(ROOT / "configs/trainer/bf16.yaml"), "--run.wandb_mode=disabled"]))
+    rows = read_metrics(tmp_path / "mtgm" / "bf16")
+    assert torch.isfinite(torch.tensor(last_value(rows, "val/bayes_gap")))
+    cfg = yaml.safe_load((tmp_path / "mtgm" / "bf16" / "config.yaml").read_text())
+    assert cfg["trainer"]["precision"] == "bf16-mixed"
