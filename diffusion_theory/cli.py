@@ -10,13 +10,17 @@ subcommand: it always fits. What it adds to Lightning:
 - W&B logging that never crashes for lack of network: online when credentials and network are
   there, offline otherwise (``wandb sync`` uploads later), ``WANDB_MODE`` respected;
 - ``--ckpt_path=last`` resumes the newest run of the experiment (or ``--run.name``), same W&B run;
-- checkpoints written atomically, so a killed or failing run keeps its last good checkpoint.
+- checkpoints written atomically, so a killed or failing run keeps its last good checkpoint;
+- ``--list`` prints the components available by short name, built-in and from plugins, and exits;
+  a config error also names any plugin that failed to import (``diffusion_theory.registry``);
+- the diagnostics' capability requirements are checked before the fit starts.
 """
 from __future__ import annotations
 
 import os
 import re
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +31,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from diffusion_theory import registry
 from diffusion_theory.checkpointing import AtomicCheckpointIO
 from diffusion_theory.loggers import RunCSVLogger
+from diffusion_theory.protocols import require
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
 
@@ -132,19 +138,38 @@ class RunConfigSaver(SaveConfigCallback):
                 logger.experiment.config.update(json.loads(flat), allow_val_change=True)
 
 
+class DiffusionArgumentParser(LightningArgumentParser):
+    """Appends the plugins that failed to import to every config error: a short ``class_path`` naming one of
+    their classes otherwise fails with jsonargparse's bare "Expected a dot import path string"."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        report = registry.failure_report()
+        if report and report not in message:
+            message = f"{message}\n{report}"
+        return super().error(message, ex)
+
+
+LIST_FLAG = "--list"
+
+
 class DiffusionCLI(LightningCLI):
     """``LightningCLI`` that always fits, with run folders, W&B and resume (see module docstring)."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any):
-        from diffusion_theory import registry
-
         registry.load_components()  # built-in and plugin classes become available by short name
+        argv = sys.argv[1:] if args is None else args
+        if isinstance(argv, (list, tuple)) and LIST_FLAG in argv:
+            print(registry.format_components())
+            raise SystemExit(0)
         self._do_fit = run
         super().__init__(
             model_class=LightningModule, datamodule_class=LightningDataModule,
             subclass_mode_model=True, subclass_mode_data=True,
             save_config_callback=RunConfigSaver, save_config_kwargs={"overwrite": True},
-            seed_everything_default=0, parser_kwargs={"parser_mode": "omegaconf+"},
+            seed_everything_default=0, parser_class=DiffusionArgumentParser,
+            parser_kwargs={"parser_mode": "omegaconf+", "description": (
+                "Fit a diffusion model from --config files. `--list` prints the data modules, models, networks, "
+                "schedules and callbacks available by short name (built-in and plugins) and exits.")},
             args=args, run=False, **kwargs)
         if self._do_fit:
             self.fit()
@@ -205,12 +230,21 @@ class DiffusionCLI(LightningCLI):
 
     def fit(self) -> None:
         """Fit, then close the W&B run (flushes an offline run; a failed fit is marked failed)."""
+        self.check_capabilities()
         exit_code = 1
         try:
             self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.resume_from)
             exit_code = 0
         finally:
             finish_wandb(self.trainer, exit_code)
+
+    def check_capabilities(self) -> None:
+        """Before any run folder, W&B run or training step: every diagnostic's ``requires`` is met by the
+        data module and network (``MissingCapabilityError`` names the callback and the missing methods)."""
+        for callback in self.trainer.callbacks:
+            for role, protocol in getattr(callback, "requires", ()):
+                obj = self.datamodule if role == "data" else getattr(self.model, "network", self.model)
+                require(obj, protocol, type(callback).__name__, role)
 
 
 def finish_wandb(trainer: Trainer, exit_code: int) -> None:
