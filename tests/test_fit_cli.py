@@ -59,12 +59,28 @@ def test_wandb_disabled_is_respected(tmp_path, monkeypatch):
     assert (tmp_path / "mtgm" / "nowb" / "metrics.csv").exists()
 
 
+def descendants(pid: int) -> list[int]:
+    """All descendant process ids of ``pid`` (Linux /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        out += children
+        todo += children
+    return out
+
+
 def test_resume_after_sigkill_restores_step_and_optimiser(tmp_path):
     extra = ["--run.checkpoint_every_n_steps=5", "--data.init_args.steps_per_epoch=1000"]
     args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy(),
-                            start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
     last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     step_at_kill = 0
@@ -77,7 +93,12 @@ def test_resume_after_sigkill_restores_step_and_optimiser(tmp_path):
             if step_at_kill >= 15:
                 break
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole job, as a scheduler kills it (W&B's service included)
+    # the whole job, as a scheduler kills its cgroup: W&B's service runs in a session of its own
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait()
     assert step_at_kill >= 15, proc.stderr.read().decode()[-2000:]
     before = torch.load(last, weights_only=False, map_location="cpu")
