@@ -10,10 +10,16 @@ Data capabilities (methods of the LightningDataModule):
     HasTokenLabels.token_labels(batch)              -> (B, P) latent class of each token
     HasTheoryQuantities.theory_quantities()         -> {name: float}, logged once
     KnowsOracleOutputScale.oracle_output_scale(abar) -> the ideal per-step output scale
+    KnowsCovariance.true_covariance()               -> (Gamma (N, N), Sigma (d, d)): Cov = Gamma (x) Sigma
+    KnowsCovariance.training_sequences(n)           -> (n, N, d): the first n of the training stream
 
 Network capabilities (methods of ``pl_module.network``):
     ExposesAttention.attention_logits(x_t, t)       -> (B, P, P) pre-softmax scores, query rows
     HasOutputScales.output_scales()                  -> (T,) per-step output scales v_t
+    ExposesAttentionWeights.attention_weights()      -> {q, k, v: (L, H, hd, D), proj: (L, H, D, hd)},
+        with ``frame_slice`` / ``embedding_slice``: the token coordinates of the data z and the index embedding e
+    RecordsAttention.recording_attention(reduce)     -> context in which forward passes record per-layer
+        {q, k, scores, probs}; ``attention_records()`` returns them
 """
 from __future__ import annotations
 
@@ -48,6 +54,15 @@ class KnowsOracleOutputScale(Protocol):
 
 
 @runtime_checkable
+class KnowsCovariance(Protocol):
+    """Data with covariance Gamma (x) Sigma (paper 2, Sec. 2) and a nested training stream."""
+
+    def true_covariance(self) -> tuple[Tensor, Tensor]: ...
+
+    def training_sequences(self, n: int) -> Tensor: ...
+
+
+@runtime_checkable
 class ExposesAttention(Protocol):
     def attention_logits(self, x_t: Tensor, t: Tensor) -> Tensor: ...
 
@@ -55,6 +70,25 @@ class ExposesAttention(Protocol):
 @runtime_checkable
 class HasOutputScales(Protocol):
     def output_scales(self) -> Tensor: ...
+
+
+@runtime_checkable
+class ExposesAttentionWeights(Protocol):
+    """Per-head attention weights and the token layout [z; e] (paper 2, Fig. 4(b), Figs. 10-11)."""
+
+    frame_slice: slice
+    embedding_slice: slice
+
+    def attention_weights(self) -> dict[str, Tensor]: ...
+
+
+@runtime_checkable
+class RecordsAttention(Protocol):
+    """A network whose forward passes can record their attention scores (paper 2, Figs. 5 and 12)."""
+
+    def recording_attention(self, reduce: str = "none") -> Any: ...
+
+    def attention_records(self) -> list[dict[str, Tensor]]: ...
 
 
 class MissingCapabilityError(TypeError):

@@ -27,9 +27,12 @@ BUILTIN = "built-in"
 
 BUILTIN_MODULES = (
     "diffusion_theory.datamodules.mtgm",
+    "diffusion_theory.datamodules.gaussian_process",
     "diffusion_theory.models.diffusion_module",
     "diffusion_theory.networks.theory_transformer",
     "diffusion_theory.diffusion.schedules",
+    "diffusion_theory.diffusion.continuous",
+    "diffusion_theory.networks.dit",
     "diffusion_theory.callbacks",
 )
 

@@ -6,6 +6,9 @@
 - ``ShardedBatches``: fixed tensors (an evaluation set or a finite training set) cut into batches,
   each rank taking a disjoint contiguous shard with no padding, so that a metric averaged over
   ranks equals the single-process value exactly.
+- ``CycledBatches``: a finite training set read in reshuffled passes, ``steps`` batches per
+  epoch whatever its size, so that validation comes every ``steps`` optimiser steps for any n
+  (the n-sweep of paper 2, Fig. 4(a)); batches are a pure function of the global step.
 """
 from __future__ import annotations
 
@@ -78,4 +81,50 @@ class ShardedBatches(IterableDataset):
         rows = self._shard()
         for start in range(0, rows.numel(), self.batch_size):
             idx = rows[start:start + self.batch_size]
+            yield {k: v[idx] for k, v in self.tensors.items()}
+
+
+class CycledBatches(IterableDataset):
+    """``steps`` batches per pass from a finite set of n rows, read as one endless stream of passes.
+
+    The stream is perm_0, perm_1, ... (perm_k a permutation of the n rows seeded by (seed, k));
+    global step s on rank r of w takes stream positions [(s w + r) B, (s w + r + 1) B). So every
+    row is seen once per pass of the whole job, ranks share no row within a step (unless the step
+    straddles two passes), and the batch of a step does not depend on how the run got there (a
+    resumed run continues the stream).
+    ``step_fn`` returns the trainer's global step when a pass starts (0 outside a trainer).
+    """
+
+    def __init__(self, tensors: dict[str, Tensor], batch_size: int, steps: int, seed: int,
+                 step_fn: Callable[[], int] = lambda: 0):
+        sizes = {v.shape[0] for v in tensors.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"CycledBatches: tensors must share their first dimension; got {sizes}")
+        self.tensors, self.batch_size, self.steps, self.seed, self.step_fn = tensors, batch_size, steps, seed, step_fn
+        self.n = sizes.pop()
+        self._perms: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _perm(self, k: int) -> Tensor:
+        if k not in self._perms:
+            if len(self._perms) > 4:
+                self._perms.clear()
+            g = torch.Generator().manual_seed(self.seed * 7919 + k)
+            self._perms[k] = torch.randperm(self.n, generator=g)
+        return self._perms[k]
+
+    def rows(self, step: int, rank: int, world: int) -> Tensor:
+        """Row indices of the batch of ``rank`` at global ``step``: (batch_size,)."""
+        pos = (step * world + rank) * self.batch_size + torch.arange(self.batch_size)  # stream positions
+        passes, offsets = pos // self.n, pos % self.n
+        # positions ascend, so grouping by pass (ascending) keeps their order
+        return torch.cat([self._perm(int(k))[offsets[passes == k]] for k in passes.unique()])
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        rank, world = current_rank_and_world()
+        start = self.step_fn()
+        for s in range(start, start + self.steps):
+            idx = self.rows(s, rank, world)
             yield {k: v[idx] for k, v in self.tensors.items()}

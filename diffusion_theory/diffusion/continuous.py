@@ -31,6 +31,11 @@ class ContinuousVPSchedule(NoiseSchedule):
         model_time_scale: the network embeds ``model_time(t) = t * model_time_scale / T``;
             the default 1000 puts t in [0, 1000], the range of the discrete DiT steps, so the
             sinusoidal timestep embedding (periods up to 10^4) sees the same spread of inputs.
+        n_eval_times: size of the fixed grid of times at which validation measures every
+            evaluation sample (``eval_times``).
+        eval_spacing: that grid from t0 to T, ``log`` (equal steps in log t, the default: the
+            score changes fastest near t0) or ``uniform``. Validation averages over this grid,
+            so ``val/ddpm_loss`` weights the times equally on it, not like Unif[t0, T].
 
     Times are float tensors of any shape; ``alpha_bar``, ``alpha`` and ``sigma`` return float64
     (like ``DiscreteSchedule.alpha_bar``).
@@ -38,16 +43,23 @@ class ContinuousVPSchedule(NoiseSchedule):
 
     discrete = False
 
-    def __init__(self, T: float = 10.0, t0: float = 1e-3, model_time_scale: float = 1000.0):
+    def __init__(self, T: float = 10.0, t0: float = 1e-3, model_time_scale: float = 1000.0,
+                 n_eval_times: int = 20, eval_spacing: TimeSpacing = "log"):
         super().__init__()
         if not (T > t0 > 0):
             raise ValueError(f"schedule.T must be > t0 > 0 (terminal time above the early-stopping time); "
                              f"got T={T}, t0={t0}")
         if not model_time_scale > 0:
             raise ValueError(f"schedule.model_time_scale must be > 0; got {model_time_scale}")
+        if n_eval_times < 1:
+            raise ValueError(f"schedule.n_eval_times must be >= 1; got {n_eval_times}")
+        if eval_spacing not in ("uniform", "log"):
+            raise ValueError(f"schedule.eval_spacing must be 'uniform' or 'log'; got {eval_spacing!r}")
         self.T = float(T)
         self.t0 = float(t0)
         self.model_time_scale = float(model_time_scale)
+        self.n_eval_times = int(n_eval_times)
+        self.eval_spacing: TimeSpacing = eval_spacing
 
     # ------------------------------------------------------------------ marginal coefficients
     def alpha_bar(self, t: Tensor) -> Tensor:  # (...) -> (...)
@@ -67,6 +79,18 @@ class ContinuousVPSchedule(NoiseSchedule):
         """n training times t ~ Unif[t0, T] (paper 2, eq. 6), float32, shape (n,)."""
         u = torch.rand(n, generator=generator, device=device)
         return self.t0 + (self.T - self.t0) * u
+
+    def eval_times(self) -> Tensor:
+        """The validation grid: ``n_eval_times`` times from t0 to T (ascending), float32, shape (n_t,).
+
+        ``log`` spacing: t_k = t0 (T / t0)^{k / (n - 1)}; ``uniform``: t_k = t0 + (T - t0) k / (n - 1).
+        A single time (n_eval_times = 1) is the geometric (log) or arithmetic (uniform) middle.
+        """
+        n = self.n_eval_times
+        if n == 1:
+            mid = math.sqrt(self.t0 * self.T) if self.eval_spacing == "log" else 0.5 * (self.t0 + self.T)
+            return torch.tensor([mid], dtype=torch.float32)
+        return self.time_grid(n - 1, self.eval_spacing).flip(0).float()
 
     def model_time(self, t: Tensor) -> Tensor:
         """The float the network embeds: t * model_time_scale / T (in [0, 1000] by default)."""
@@ -90,7 +114,8 @@ class ContinuousVPSchedule(NoiseSchedule):
         raise ValueError(f"sampler.spacing must be 'uniform' or 'log'; got {spacing!r}")
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, t0={self.t0}, model_time_scale={self.model_time_scale}"
+        return (f"T={self.T}, t0={self.t0}, model_time_scale={self.model_time_scale}, "
+                f"n_eval_times={self.n_eval_times}, eval_spacing={self.eval_spacing!r}")
 
 
 def _f64(t: Tensor | float) -> Tensor:

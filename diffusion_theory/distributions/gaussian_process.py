@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 Factorization = Literal["eigh", "cholesky"]
+Kernel = Literal["gp", "white"]
 
 # Standard normals are drawn in chunks of this many sequences from one generator, so that the
 # first n sequences of a set of any size n' >= n are the same (``training_set``).
@@ -76,6 +77,9 @@ class GaussianProcessSequences:
         factorization: ``eigh`` (symmetric PSD square root, always works for nu in (0, 2]) or
             ``cholesky`` (lower-triangular factor; fails when Gamma + jitter I is numerically
             singular).
+        kernel: ``gp`` (gamma above) or ``white``: Gamma_ij = 1{i = j}, frames independent
+            N(mu, Sigma) (Sec. 3.1's extreme case; the control without temporal correlation).
+            ``white`` ignores length_scale and nu.
 
     Attributes (float64, CPU):
         gamma (N, N), sigma (d, d), gamma_eigenvalues (N,), gamma_eigenvectors (N, N),
@@ -84,7 +88,7 @@ class GaussianProcessSequences:
 
     def __init__(self, N: int = 128, d: int = 8, length_scale: float = 64.0, nu: float = 2.0,
                  mean: float = 0.0, seed: int = 0, jitter: float = 0.0,
-                 factorization: Factorization = "eigh"):
+                 factorization: Factorization = "eigh", kernel: Kernel = "gp"):
         for name, value in (("N", N), ("d", d)):
             if int(value) != value or value < 1:
                 raise ValueError(f"gp.{name} must be an integer >= 1; got {value}")
@@ -97,11 +101,17 @@ class GaussianProcessSequences:
             raise ValueError(f"gp.jitter must be >= 0; got {jitter}")
         if factorization not in ("eigh", "cholesky"):
             raise ValueError(f"gp.factorization must be 'eigh' or 'cholesky'; got {factorization!r}")
+        if kernel not in ("gp", "white"):
+            raise ValueError(f"gp.kernel must be 'gp' or 'white'; got {kernel!r}")
         self.N, self.d = int(N), int(d)
         self.length_scale, self.nu, self.mean = float(length_scale), float(nu), float(mean)
         self.seed, self.jitter, self.factorization = int(seed), float(jitter), factorization
+        self.kernel = kernel
 
-        gamma = kernel_matrix(self.N, self.length_scale, self.nu)
+        if kernel == "white":
+            gamma = torch.eye(self.N, dtype=torch.float64)
+        else:
+            gamma = kernel_matrix(self.N, self.length_scale, self.nu)
         gamma = gamma + self.jitter * torch.eye(self.N, dtype=torch.float64)
         A = torch.randn(self.d, self.d, generator=torch.Generator().manual_seed(self.seed), dtype=torch.float64)
         sigma = A.T @ A
@@ -240,4 +250,5 @@ class GaussianProcessSequences:
 
     def __repr__(self) -> str:
         return (f"GaussianProcessSequences(N={self.N}, d={self.d}, length_scale={self.length_scale:g}, nu={self.nu:g}, "
-                f"mean={self.mean:g}, seed={self.seed}, jitter={self.jitter:g}, factorization={self.factorization!r})")
+                f"mean={self.mean:g}, seed={self.seed}, jitter={self.jitter:g}, factorization={self.factorization!r}, "
+                f"kernel={self.kernel!r})")

@@ -7,6 +7,10 @@ Training (paper 1 eq. 3, paper 2 eq. 6 in noise-prediction form):
 Validation runs every evaluation sample at every ``schedule.eval_times()`` with fixed noise
 (``diffusion.evaluation``) and hands the noisy batch to the diagnostics (callbacks) through
 the step output, so the network runs once per batch whatever the number of diagnostics.
+
+With ``ema_decay`` set, an exponential moving average of the network's weights (``networks.ema.EMA``,
+updated after every optimiser step, saved in the checkpoint's state_dict) is the network of
+validation, of the diagnostics (``inference_network``) and of ``sample``, as in DiT.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from torchmetrics import MeanMetric
 
 from diffusion_theory.diffusion.evaluation import evaluation_noise, expand_over_times
 from diffusion_theory.diffusion.schedules import NoiseSchedule
+from diffusion_theory.networks.ema import EMA
 
 
 class NonFiniteLossError(RuntimeError):
@@ -35,14 +40,19 @@ class DiffusionModule(pl.LightningModule):
         loss_scale: multiplies the per-dimension mean squared error; 0.5 is eq. (3).
         eval_noise_seed: seed of the evaluation noise grid (shared by all runs and ranks).
         noise_seed: seed of the training noise and times; rank r uses noise_seed + r.
+        ema_decay: if set (e.g. DiT's 0.9999), keep an EMA of the network's weights with this decay and
+            validate and sample with it; None (default) uses the trained weights themselves.
     """
 
     def __init__(self, network: nn.Module, schedule: NoiseSchedule, loss_scale: float = 0.5,
-                 eval_noise_seed: int = 1234, noise_seed: int = 0):
+                 eval_noise_seed: int = 1234, noise_seed: int = 0, ema_decay: float | None = None):
         super().__init__()
         if not loss_scale > 0:
             raise ValueError(f"model.loss_scale must be > 0; got {loss_scale}")
+        if ema_decay is not None and not 0 <= ema_decay < 1:
+            raise ValueError(f"model.ema_decay must lie in [0, 1) or be null (no EMA); got {ema_decay}")
         self.network = network
+        self.ema = EMA(network, ema_decay) if ema_decay is not None else None
         self.schedule = schedule
         self.loss_scale = loss_scale
         self.eval_noise_seed = eval_noise_seed
@@ -68,9 +78,22 @@ class DiffusionModule(pl.LightningModule):
         self._noise_gen_state = checkpoint.get("noise_generator_state")
         self._noise_gen = None
 
+    # -- the networks --------------------------------------------------------------------------
+    @property
+    def inference_network(self) -> nn.Module:
+        """The network of validation, diagnostics and sampling: the EMA copy when enabled, else ``network``."""
+        return self.ema.module if self.ema is not None else self.network
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.network)
+
     # -- the objective -----------------------------------------------------------------------
     def predict_noise(self, x_t: Tensor, t: Tensor, **conditioning: Tensor) -> Tensor:
-        return self.network(x_t, self.schedule.model_time(t).to(x_t.device), **conditioning)
+        """Training mode: the trained network; otherwise (validation) ``inference_network``."""
+        network = self.network if self.training else self.inference_network
+        return network(x_t, self.schedule.model_time(t).to(x_t.device), **conditioning)
 
     def conditioning(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Extra network inputs taken from the batch (class labels for a conditional DiT)."""
@@ -116,6 +139,18 @@ class DiffusionModule(pl.LightningModule):
         return {**extras, "x0": x0_rep, "x_t": x_t, "t": t, "abar": self.schedule.alpha_bar(t).to(x0.device),
                 "noise": noise, "eps_hat": eps_hat, "loss": per_sample,
                 "sample_index": expand_over_times(batch["index"], n_t), "n_times": torch.tensor(n_t)}
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, sampler: str = "auto", n_steps: int | None = None,
+               generator: torch.Generator | None = None, callback=None, callback_steps=None,
+               shape: tuple[int, ...] | None = None, progress: bool = True, **sampler_kwargs: Any) -> Tensor:
+        """n samples (n, *shape) from ``inference_network`` (``models.sampling.generate``: samplers
+        ddpm | ddim | sde | ode, ``auto`` = ddpm for discrete schedules, sde for continuous ones)."""
+        from diffusion_theory.models.sampling import generate
+
+        return generate(self, n, sampler=sampler, n_steps=n_steps, generator=generator, callback=callback,
+                        callback_steps=callback_steps, shape=shape, progress=progress, **sampler_kwargs)
 
     def configure_optimizers(self):
         # Used only when no optimizer is configured (LightningCLI's `optimizer:` section overrides this).

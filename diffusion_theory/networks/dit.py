@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = ["DiT", "DiT_GP", "DiT_models", "build_dit"]  # the network configs name by short name: DiT
+
 PosEmbedMode = Literal["add", "concat"]
 RecordReduce = Literal["none", "mean"]
 
