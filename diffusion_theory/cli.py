@@ -237,6 +237,8 @@ class DiffusionCLI(LightningCLI):
             exit_code = 0
         finally:
             finish_wandb(self.trainer, exit_code)
+            if self.trainer.is_global_zero:
+                print(f"run folder: {self.run_dir}", flush=True)
 
     def check_capabilities(self) -> None:
         """Before any run folder, W&B run or training step: every diagnostic's ``requires`` is met by the
