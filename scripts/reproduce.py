@@ -293,6 +293,7 @@ def best_isotropic_gap(d: int, P: int, scales=(0.0625, 0.125, 0.1875, 0.25, 0.37
 
 
 STUDIES: dict[str, Callable] = {"mtgm": reproduce_mtgm}
+STUDIES["gp"] = __import__("reproduce_gp").study(sys.modules[__name__])  # paper 2: scripts/reproduce_gp.py
 
 
 def main() -> None:

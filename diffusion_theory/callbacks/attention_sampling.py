@@ -25,6 +25,7 @@ the score matrices are all-reduced (float64), so every rank computes the same co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -56,7 +57,7 @@ class AttentionAlongSampling(EpochEndDiagnostic):
         steps: backward steps to record, in units of a ``reference_steps``-step chain (0 = pure noise,
             reference_steps = the generated sample).
         reference_steps: the length of the chain ``steps`` refer to (paper: 1000 DDPM steps).
-        sampler, n_steps: as ``CovarianceError`` (null n_steps: 1000, or all T for ddpm).
+        sampler, n_steps, sampler_options: as ``CovarianceError`` (null n_steps: 1000, or all T for ddpm).
         chunk_size: sequences per batch (the unit split across DDP ranks).
         seed: generation seed (chunk k uses (seed, k)).
         exclude_diagonal: drop i = j entries from the correlation (Gamma_ii = 1 everywhere).
@@ -67,7 +68,8 @@ class AttentionAlongSampling(EpochEndDiagnostic):
 
     def __init__(self, every_n_epochs: int = 1, n_samples: int = 256, steps: list[int] = list(PAPER_STEPS),
                  reference_steps: int = 1000, sampler: str = "auto", n_steps: int | None = None,
-                 chunk_size: int = 256, seed: int = 1, exclude_diagonal: bool = False,
+                 sampler_options: dict[str, Any] | None = None, chunk_size: int = 256, seed: int = 1,
+                 exclude_diagonal: bool = False,
                  reference_length_scale: float | None = None, reference_nu: float = 2.0):
         super().__init__(every_n_epochs, n_time_bins=0)
         if n_samples < 1:
@@ -84,6 +86,7 @@ class AttentionAlongSampling(EpochEndDiagnostic):
             raise ValueError(f"AttentionAlongSampling.reference_nu must lie in (0, 2]; got {reference_nu}")
         self.n_samples, self.steps, self.reference_steps = n_samples, sorted(set(int(k) for k in steps)), reference_steps
         self.sampler, self.n_steps, self.chunk_size, self.seed = sampler, n_steps, chunk_size, seed
+        self.sampler_options = dict(sampler_options or {})
         self.exclude_diagonal = exclude_diagonal
         self.reference_length_scale, self.reference_nu = reference_length_scale, reference_nu
         self._figure = None
@@ -113,7 +116,7 @@ class AttentionAlongSampling(EpochEndDiagnostic):
 
         def draw(chunk: int, start: int, rows: int, generator: torch.Generator) -> None:
             pl_module.sample(rows, sampler=name, n_steps=self.n_steps, generator=generator, callback=record,
-                             callback_steps=set(unique), progress=False)
+                             callback_steps=set(unique), progress=False, **self.sampler_options)
 
         for_each_chunk(trainer, pl_module, self.n_samples, self.chunk_size, self.seed, draw)
         if not sums:  # a rank with no chunk still takes part in the all-reduce

@@ -17,7 +17,7 @@ Under DDP the sequences are drawn across ranks and reassembled on every rank
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 
@@ -39,6 +39,8 @@ class CovarianceError(EpochEndDiagnostic):
             or 1000 (Sec. 6.1) when the data has no finite training set.
         sampler: ``auto`` (ddpm for discrete schedules, sde for the continuous one), ddpm, ddim, sde, ode.
         n_steps: backward steps; null: the paper's 1000 (all T for ddpm).
+        sampler_options: further sampler arguments (``diffusion.samplers``), e.g. {spacing: log, method: heun}
+            for the probability-flow ODE.
         chunk_size: sequences generated per batch (and the unit split across DDP ranks).
         seed: seed of the generation (chunk k uses (seed, k), on every rank and in every run).
         sigma_estimate: Sigma_hat of Appendix F's estimate (``metrics.covariance``): normalized | diagonal_mean | true.
@@ -47,14 +49,15 @@ class CovarianceError(EpochEndDiagnostic):
     requires = (("data", KnowsCovariance),)
 
     def __init__(self, every_n_epochs: int = 1, n_samples: int | None = None, sampler: str = "auto",
-                 n_steps: int | None = None, chunk_size: int = 500, seed: int = 0,
-                 sigma_estimate: Literal["normalized", "diagonal_mean", "true"] = "normalized"):
+                 n_steps: int | None = None, sampler_options: dict[str, Any] | None = None, chunk_size: int = 500,
+                 seed: int = 0, sigma_estimate: Literal["normalized", "diagonal_mean", "true"] = "normalized"):
         super().__init__(every_n_epochs, n_time_bins=0)
         if n_samples is not None and n_samples < 2:
             raise ValueError(f"CovarianceError.n_samples must be >= 2 or null; got {n_samples}")
         if chunk_size < 1:
             raise ValueError(f"CovarianceError.chunk_size must be >= 1; got {chunk_size}")
         self.n_samples, self.sampler, self.n_steps = n_samples, sampler, n_steps
+        self.sampler_options = dict(sampler_options or {})
         self.chunk_size, self.seed, self.sigma_estimate = chunk_size, seed, sigma_estimate
         self._result = None
 
@@ -68,7 +71,8 @@ class CovarianceError(EpochEndDiagnostic):
         dm = trainer.datamodule
         n = self.resolve_n(trainer)
         generated = generate_across_ranks(trainer, pl_module, n, self.chunk_size, self.seed, sampler=self.sampler,
-                                          n_steps=self.n_steps, progress=False)  # (n, N, d), same on all ranks
+                                          n_steps=self.n_steps, progress=False,
+                                          **self.sampler_options)  # (n, N, d), same on all ranks
         gamma, sigma = dm.true_covariance()
         result = covariance_relative_error(generated.cpu(), dm.training_sequences(n), gamma, sigma,
                                            sigma_estimate=self.sigma_estimate)

@@ -174,10 +174,11 @@ class GaussianProcessSequences:
 
     # ------------------------------------------------------------------ sampling
     def _normal_chunks(self, n: int, generator: torch.Generator | int | None) -> Iterator[Tensor]:
-        """N(0, 1) float64 CPU chunks (<= SAMPLE_CHUNK, N, d) covering n sequences.
+        """N(0, 1) float64 CPU chunks (N, <= SAMPLE_CHUNK, d) covering n sequences, time-major.
 
-        Every chunk is drawn at full size SAMPLE_CHUNK and then cut, so the first n rows never
-        depend on how many rows are requested after them (prefix-stable draws).
+        Every chunk is drawn at full size SAMPLE_CHUNK and then cut, so the first n sequences never
+        depend on how many are requested after them (prefix-stable draws). The time-major layout
+        makes L_Gamma G one (N, N) x (N, chunk d) product with no copy of G.
         """
         if int(n) != n or n < 0:
             raise ValueError(f"n must be an integer >= 0; got {n}")
@@ -185,9 +186,9 @@ class GaussianProcessSequences:
             generator = torch.Generator().manual_seed(generator)
         drawn = 0
         while drawn < n:
-            chunk = torch.randn(SAMPLE_CHUNK, self.N, self.d, generator=generator, dtype=torch.float64)
-            chunk = chunk[: n - drawn]
-            drawn += chunk.shape[0]
+            chunk = torch.randn(self.N, SAMPLE_CHUNK, self.d, generator=generator, dtype=torch.float64)
+            chunk = chunk[:, : n - drawn]
+            drawn += chunk.shape[1]
             yield chunk
 
     def sample(self, n: int, generator: torch.Generator | int | None = None,
@@ -196,11 +197,19 @@ class GaussianProcessSequences:
 
         ``generator``: a CPU torch.Generator, an int seed, or None for torch's global generator.
         The same seed gives the same sequences, and sample(n, s) is a prefix of sample(n', s)
-        for n <= n' (chunked draws).
+        for n <= n' (chunked draws). Arithmetic in float64, two GEMMs per chunk, written
+        straight into the output in ``dtype``.
         """
-        out = [(_left_multiply(self.gamma_factor, G @ self.sigma_factor.T) + self.mean).to(dtype)  # (chunk, N, d)
-               for G in self._normal_chunks(n, generator)]
-        X = torch.cat(out) if out else torch.zeros(0, self.N, self.d, dtype=dtype)
+        X = torch.empty(n, self.N, self.d, dtype=dtype)
+        start = 0
+        for G in self._normal_chunks(n, generator):  # (N, rows, d)
+            rows = G.shape[1]
+            spatial = (G.reshape(self.N * rows, self.d) @ self.sigma_factor.T).reshape(self.N, rows * self.d)
+            frames = (self.gamma_factor @ spatial).reshape(self.N, rows, self.d)  # L_Gamma G L_Sigma^T, time-major
+            X[start:start + rows] = frames.transpose(0, 1)
+            start += rows
+        if self.mean != 0:
+            X += self.mean
         return X.to(device)
 
     def training_set(self, n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
