@@ -67,18 +67,8 @@ def attention_matrix_figure(attention: np.ndarray, labels: np.ndarray, title: st
 def sweep_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str,
                  logy: bool = True) -> Figure:
     """Several runs' curves (label -> (steps, values)) on one axis, e.g. excess risk against step."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for label, (xs, ys) in curves.items():
-        ax.plot(xs, ys, marker="o", ms=3, label=label)
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return curves_figure({k: xs for k, (xs, _) in curves.items()}, {k: ys for k, (_, ys) in curves.items()},
+                         title, ylabel=ylabel, logy=logy)
 
 
 def close(fig: Figure) -> None:
