@@ -163,7 +163,7 @@ def study(helpers: ModuleType) -> Callable[[str, list[str] | None, Path, bool], 
                 "| paper's claim | what we measured |\n|---|---|\n"
                 f"| generated sequences reproduce Gamma and Sigma (Fig. 1) | eps = "
                 + " -> ".join(g3(e) for e in eps_values) + f" at steps {', '.join(str(x + 1) for x in eps_steps)} |\n"
-                f"| Q_e^T K_e dominates Q^T K (Fig. 4(b), 10) | share of ||Q_e^T K_e||^2 in ||Q^T K||^2: "
+                f"| Q_e^T K_e dominates Q^T K (Fig. 4(b), 10) | share of \\|\\|Q_e^T K_e\\|\\|^2 in \\|\\|Q^T K\\|\\|^2: "
                 f"{r.curve('val/qk_ee_share')[1][0]:.2f} -> {r.final('val/qk_ee_share'):.2f} (0.25 = four equal blocks) |\n"
                 f"| V emphasises the data part z (Fig. 11) | share of W_o V on z: {r.curve('val/v_frame_share')[1][0]:.2f} "
                 f"-> {r.final('val/v_frame_share'):.2f} (0.5 = no preference) |\n"
@@ -186,8 +186,9 @@ def study(helpers: ModuleType) -> Callable[[str, list[str] | None, Path, bool], 
                  "white-data model vs its Gamma = I": list(range(1, L + 1))},
                 {"GP model vs its Gamma": gp_corr, "white-data model vs the GP Gamma": ref_corr,
                  "white-data model vs its Gamma = I": own_corr},
-                "Attention scores at the end of sampling: correlation with Gamma per layer", ylabel="Pearson r")
+                "Attention scores vs Gamma per layer (end of sampling)", ylabel="Pearson r")
             fig.axes[0].set_xlabel("layer")
+            fig.axes[0].set_xticks(range(1, L + 1))
             path = helpers.save(fig, "gp_white_control")
             white_dir = root / "kernel=white"
             fig12 = copy_figure(white_dir, "fig12_attention_scores", "gp_white_fig12_attention_scores")
