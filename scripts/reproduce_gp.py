@@ -1,9 +1,9 @@
 """Paper 2 (Diffusion Transformer Captures Spatial-Temporal Dependencies), Sec. 6.1 and Appendix F, for
 scripts/reproduce.py (registered there as the study ``gp``):
 
-    python scripts/reproduce.py gp                      # CPU scale (N = 32, 4 blocks): ~75 min on 2 busy cores
+    python scripts/reproduce.py gp                      # CPU scale (N = 32, 4 blocks): 29 runs, ~1.5 h on 2 busy cores
     python scripts/reproduce.py gp --only attention     # one study: fig4a | attention | white
-    python scripts/reproduce.py gp --scale paper        # N = 128, 12 blocks, the paper's n (GPU, days for all 27 runs)
+    python scripts/reproduce.py gp --scale paper        # N = 128, 12 blocks, the paper's n: 29 runs of 32k steps (GPU)
     python scripts/reproduce.py gp --scale smoke        # seconds: checks the script, not the paper
 
 Studies:
@@ -37,6 +37,7 @@ SCALES: dict[str, dict[str, Any]] = {
                 nus=NUS, length_scales=LENGTH_SCALES,
                 generation=dict(n_samples=500, sampler="ode", n_steps=50, sampler_options={"spacing": "log"})),
     # configs/gp_paper.yaml: N = 128, 12 blocks, DDPM 1000 steps; Sec. 6.1's n, 1000 generated sequences
+    # (ours: every n trains 32k steps, the paper's 400 epochs of n = 10^4; the paper trains each n to convergence)
     "paper": dict(config="configs/gp_paper.yaml", common=[], base=[], sweep_steps=32000,
                   ns=[1000, 3200, 10000, 32000, 100000], nus=NUS, length_scales=LENGTH_SCALES,
                   generation=dict(n_samples=1000, sampler="ddpm", n_steps=None, sampler_options={})),
