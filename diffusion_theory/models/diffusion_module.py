@@ -53,6 +53,8 @@ class DiffusionModule(pl.LightningModule):
             raise ValueError(f"model.ema_decay must lie in [0, 1) or be null (no EMA); got {ema_decay}")
         self.network = network
         self.ema = EMA(network, ema_decay) if ema_decay is not None else None
+        if self.ema is not None:  # follow the module's train / eval mode like every submodule (it has no gradients)
+            self.ema.module.train(self.training)
         self.schedule = schedule
         self.loss_scale = loss_scale
         self.eval_noise_seed = eval_noise_seed
