@@ -34,6 +34,12 @@ def test_time_sampling_strategies_cover_their_ranges():
         assert counts.std() / counts.mean() < 0.15  # uniform on its range
 
 
+def test_evaluation_times_are_the_training_range():
+    assert LinearAlphaSchedule(time_sampling="uniform").eval_times().tolist() == list(range(1, 51))
+    assert LinearAlphaSchedule(time_sampling="first").eval_times().tolist() == list(range(1, 21))
+    assert LinearAlphaSchedule(time_sampling="last").eval_times().tolist() == list(range(31, 51))
+
+
 def test_patterns_are_orthogonal_with_norm_sqrt_d():
     dist = make(d=64, M=8, K=4)
     gram = dist.patterns @ dist.patterns.T

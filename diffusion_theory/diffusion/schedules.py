@@ -93,8 +93,11 @@ class DiscreteSchedule(NoiseSchedule):
         return torch.randint(lo, hi + 1, (n,), generator=generator, device=device)
 
     def eval_times(self) -> Tensor:
-        """Every step 1..T: evaluation averages over t ~ Unif([T]) exactly, whatever the training sampling."""
-        return torch.arange(1, self.T + 1)
+        """Every step of the training range (all of [T] for ``uniform``): evaluation averages exactly over the
+        training distribution of t, so the loss is eq. (3) of the objective being trained (Fig. 2D compares
+        strategies by the excess risk of their own objective; steps never trained keep their initial v_t)."""
+        lo, hi = self.time_range
+        return torch.arange(lo, hi + 1)
 
     def snr(self) -> Tensor:
         """abar_t / (1 - abar_t) for every t (Luo, 2022)."""
