@@ -32,8 +32,15 @@ def tiny_mtgm_args(root: Path, name: str = "tiny", max_steps: int = 20, extra: l
             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=5"] + (extra or [])
 
 
+def subprocess_env(extra: dict | None = None) -> dict:
+    """This process's environment for a child run, without the handle of our W&B service: a child that
+    inherited WANDB_SERVICE would open its run in this process's service, which then outlives a killed child."""
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return {**env, **(extra or {})}
+
+
 def run_fit_subprocess(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
+    full_env = subprocess_env(env)
     return subprocess.run([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

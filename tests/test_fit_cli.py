@@ -14,7 +14,7 @@ import torch
 import yaml
 
 import wandb_log
-from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, tiny_mtgm_args
+from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, subprocess_env, tiny_mtgm_args
 from diffusion_theory.cli import DiffusionCLI
 
 
@@ -80,7 +80,7 @@ def test_resume_after_sigkill_restores_step_and_optimiser(tmp_path):
     extra = ["--run.checkpoint_every_n_steps=5", "--data.init_args.steps_per_epoch=1000"]
     args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
     last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     step_at_kill = 0
