@@ -187,6 +187,7 @@ def bench_demo() -> None:
 
 BENCHMARKS = {"lightning_overhead": bench_lightning_overhead, "bf16": bench_bf16, "bayes_risk": bench_bayes_risk,
               "demo": bench_demo}
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/bench_gp.py, whatever the working directory
 BENCHMARKS.update(__import__("bench_gp").benchmarks(report))  # paper 2: gp_sampling, cov_rel_error, dit_vs_diffusers
 
 
