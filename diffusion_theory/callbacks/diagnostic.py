@@ -8,6 +8,7 @@ always match. Figures are drawn on rank zero only, after the collectives.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import lightning.pytorch as pl
@@ -18,7 +19,7 @@ from torchmetrics import MeanMetric
 from diffusion_theory.protocols import require
 
 
-class Diagnostic(pl.Callback):
+class Diagnostic(pl.Callback, abc.ABC):
     """Base: ``requires`` = [(role, protocol)], role in {"data", "network"}.
 
     Args:
@@ -38,8 +39,9 @@ class Diagnostic(pl.Callback):
         self.metrics: dict[str, MeanMetric] = {}
 
     # -- set-up --------------------------------------------------------------------------------
+    @abc.abstractmethod
     def metric_names(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
-        raise NotImplementedError
+        """Every metric this diagnostic logs: fixed at set-up and the same on all ranks."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         for role, protocol in self.requires:
@@ -69,8 +71,9 @@ class Diagnostic(pl.Callback):
             with torch.no_grad():
                 self.measure(trainer, pl_module, outputs, batch, batch_idx)
 
+    @abc.abstractmethod
     def measure(self, trainer, pl_module, outputs: dict[str, Tensor], batch: dict[str, Tensor], batch_idx: int) -> None:
-        raise NotImplementedError
+        """Update the metrics from one validation batch (``outputs``: the validation step's dict)."""
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.active(trainer):

@@ -13,6 +13,7 @@ so every rank holds all n samples, identical to what one process would draw.
 """
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +34,12 @@ class EpochEndDiagnostic(Diagnostic):
     def on_validation_batch_end(self, *args: Any, **kwargs: Any) -> None:
         """Nothing per batch: everything happens at the end of the epoch."""
 
+    def measure(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Not used: ``on_validation_batch_end`` does nothing for an epoch-end diagnostic."""
+
+    @abc.abstractmethod
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
-        raise NotImplementedError
+        """The metrics of this validation epoch, computed identically on every rank."""
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.active(trainer):

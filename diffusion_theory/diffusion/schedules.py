@@ -14,6 +14,7 @@ and knows how to draw training times. Discrete schedules index t in {1, ..., T}
 """
 from __future__ import annotations
 
+import abc
 from typing import Literal
 
 import torch
@@ -22,20 +23,22 @@ from torch import Tensor
 TimeSampling = Literal["uniform", "first", "last"]
 
 
-class NoiseSchedule(torch.nn.Module):
-    """Interface shared by discrete and continuous schedules."""
+class NoiseSchedule(torch.nn.Module, abc.ABC):
+    """Interface shared by discrete and continuous schedules (abstract: subclasses implement the three methods)."""
 
     discrete: bool = True
 
+    @abc.abstractmethod
     def alpha_bar(self, t: Tensor) -> Tensor:  # (B,) -> (B,)
-        raise NotImplementedError
+        """abar_t for each time t."""
 
+    @abc.abstractmethod
     def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        raise NotImplementedError
+        """n training times drawn from the schedule's training distribution. (n,)"""
 
+    @abc.abstractmethod
     def eval_times(self) -> Tensor:
-        """The times at which evaluation measures every sample (discrete: all of [T]). (n_t,)"""
-        raise NotImplementedError
+        """The times at which evaluation measures every sample. (n_t,)"""
 
     def model_time(self, t: Tensor) -> Tensor:
         """The scalar a network embeds for time t (float)."""
