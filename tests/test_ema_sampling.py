@@ -108,3 +108,40 @@ def test_chunks_partition_the_rows_whatever_the_world_size(n, chunk, world):
     rows = [(start, count) for r in range(world) for _, start, count in chunk_plan(n, chunk, r, world)]
     covered = sorted(i for start, count in rows for i in range(start, start + count))
     assert covered == list(range(n))
+
+
+def test_paper1_diagnostics_read_the_ema_network(tmp_path):
+    """PatternAttention and OutputScale measure ``inference_network``: with an EMA they must give exactly the
+    values of an EMA-free module whose network is the EMA copy, and differ from the perturbed trained network."""
+    from diffusion_theory.callbacks.output_scale import OutputScale
+    from diffusion_theory.callbacks.pattern_attention import PatternAttention
+    from diffusion_theory.datamodules.mtgm import MTGMDataModule
+    from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
+    from diffusion_theory.networks.theory_transformer import OneLayerTransformer
+
+    def validate(module: DiffusionModule) -> dict[str, float]:
+        data = MTGMDataModule(d=8, M=4, K=2, P=8, rho=0.3, n_eval=8, eval_batch_size=4, batch_size=4)
+        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             accelerator="cpu", default_root_dir=tmp_path, enable_checkpointing=False,
+                             callbacks=[PatternAttention(n_time_bins=0), OutputScale()])
+        trainer.validate(module, datamodule=data, verbose=False)
+        return {k: float(v) for k, v in trainer.callback_metrics.items()
+                if k in ("val/same_pattern_attention", "val/output_scale_error")}
+
+    def mtgm_module(ema_decay):
+        torch.manual_seed(0)
+        return DiffusionModule(OneLayerTransformer(d=8, T=10), LinearAlphaSchedule(T=10), ema_decay=ema_decay)
+
+    with_ema = mtgm_module(0.5)
+    with torch.no_grad():  # the trained weights move away from the EMA copy (W(0) = 0: uniform attention)
+        with_ema.network.W.copy_(5 * torch.eye(8))  # mean denoising: attends to tokens of the query's pattern
+        with_ema.network.v.add_(1.0)
+    ema_only = mtgm_module(None)
+    ema_only.network.load_state_dict(with_ema.ema.module.state_dict())
+    raw_only = mtgm_module(None)
+    raw_only.network.load_state_dict(with_ema.network.state_dict())
+    measured, expected, raw = validate(with_ema), validate(ema_only), validate(raw_only)
+    assert set(measured) == {"val/same_pattern_attention", "val/output_scale_error"}
+    assert measured == expected
+    assert raw["val/same_pattern_attention"] > measured["val/same_pattern_attention"] + 0.05
+    assert abs(raw["val/output_scale_error"] - measured["val/output_scale_error"]) > 0.1

@@ -29,7 +29,7 @@ class OutputScale(pl.Callback):
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         t = pl_module.schedule.eval_times()
-        learned = pl_module.network.output_scales().detach().double().cpu()[t.long() - 1]  # the trained steps
+        learned = pl_module.inference_network.output_scales().detach().double().cpu()[t.long() - 1]  # the trained steps
         oracle = trainer.datamodule.oracle_output_scale(pl_module.schedule.alpha_bar(t)).double().cpu()
         pl_module.log("val/output_scale_error", (learned - oracle).abs().mean().float().to(pl_module.device),
                       sync_dist=False)

@@ -45,7 +45,7 @@ class PatternAttention(Diagnostic):
 
     def measure(self, trainer, pl_module, outputs: dict[str, Tensor], batch, batch_idx: int) -> None:
         x_t, t = outputs["x_t"], outputs["t"]
-        logits = pl_module.network.attention_logits(x_t, pl_module.schedule.model_time(t)).float()  # (B, P, P)
+        logits = pl_module.inference_network.attention_logits(x_t, pl_module.schedule.model_time(t)).float()  # (B, P, P)
         labels = trainer.datamodule.token_labels(outputs)  # (B, P)
         same = labels.unsqueeze(-1) == labels.unsqueeze(-2)  # (B, P, P) query rows, key columns
         mass = (torch.softmax(logits, -1) * same).sum(-1)  # (B, P) attention on same-pattern keys
