@@ -21,3 +21,41 @@ def test_mtgm_paper_scale_learns_mean_denoising(tmp_path):
     assert last_value(rows, "val/bayes_gap") < 0.02
     assert last_value(rows, "val/same_pattern_attention") > 0.6
     assert last_value(rows, "val/output_scale_error") < 0.05
+
+
+def first_value(rows: list[dict[str, str]], name: str) -> float:
+    values = [float(r[name]) for r in rows if r.get(name) not in (None, "")]
+    assert values, f"{name} was never logged"
+    return values[0]
+
+
+def gp_run(tmp_path, config: str, extra: list[str] = ()) -> list[dict[str, str]]:
+    DiffusionCLI(args=["--config", str(ROOT / config), f"--run.root={tmp_path}", "--run.name=run",
+                       "--trainer.enable_progress_bar=false", "--run.wandb_mode=disabled", *extra])
+    experiment = "gp_paper" if "paper" in config else "gp"
+    return read_metrics(tmp_path / experiment / "run")
+
+
+def assert_gp_model_learned_the_kernel(rows: list[dict[str, str]]) -> None:
+    """Sec. 6.1 / Appendix F: the generated sequences reproduce Gamma (x) Sigma (eps falls by orders of magnitude
+    to within a small factor of true samples), Q_e^T K_e dominates Q^T K, and the attention score matrices
+    correlate with Gamma."""
+    eps_first, eps_last = first_value(rows, "val/cov_rel_error"), last_value(rows, "val/cov_rel_error")
+    assert eps_last < 10 and eps_last < eps_first / 100
+    assert last_value(rows, "val/qk_ee_share") > 0.5      # four equal blocks: 0.25
+    assert last_value(rows, "val/attn_gamma_corr") > 0.8  # best layer's Pearson r with Gamma
+
+
+@pytest.mark.slow
+def test_gp_cpu_scale_learns_the_kernel(tmp_path):
+    """configs/gp.yaml as shipped (N = 32, 4 blocks, 3000 steps: ~5 min on 2 cores). Measured here (see
+    docs/reproduction.md): eps 5.3e3 -> 4.9, Q_e^T K_e share 0.73, attention-Gamma correlation 0.948."""
+    assert_gp_model_learned_the_kernel(gp_run(tmp_path, "configs/gp.yaml"))
+
+
+@pytest.mark.slow
+def test_gp_paper_scale_learns_the_kernel(tmp_path):
+    """configs/gp_paper.yaml as shipped (N = 128, 12 blocks, 32k steps, DDPM sampling: for a GPU; hours on a CPU).
+    The thresholds are those the CPU scale meets; they have not yet been checked at this scale (no GPU was lent
+    while this was written), so a failure here is a finding to report in docs/reproduction.md, not noise."""
+    assert_gp_model_learned_the_kernel(gp_run(tmp_path, "configs/gp_paper.yaml"))
