@@ -50,7 +50,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def last_value(rows: list[dict[str, str]], name: str) -> float:
+def logged_values(rows: list[dict[str, str]], name: str) -> list[float]:
+    """Every logged value of ``name`` in metrics.csv order (rows without it skipped)."""
     values = [float(r[name]) for r in rows if r.get(name) not in (None, "")]
     assert values, f"{name} was never logged"
-    return values[-1]
+    return values
+
+
+def last_value(rows: list[dict[str, str]], name: str) -> float:
+    return logged_values(rows, name)[-1]

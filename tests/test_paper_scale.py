@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, last_value, read_metrics
+from conftest import ROOT, last_value, logged_values, read_metrics
 from diffusion_theory.cli import DiffusionCLI
 
 
@@ -23,24 +23,18 @@ def test_mtgm_paper_scale_learns_mean_denoising(tmp_path):
     assert last_value(rows, "val/output_scale_error") < 0.05
 
 
-def first_value(rows: list[dict[str, str]], name: str) -> float:
-    values = [float(r[name]) for r in rows if r.get(name) not in (None, "")]
-    assert values, f"{name} was never logged"
-    return values[0]
-
-
-def gp_run(tmp_path, config: str, extra: list[str] = ()) -> list[dict[str, str]]:
-    DiffusionCLI(args=["--config", str(ROOT / config), f"--run.root={tmp_path}", "--run.name=run",
-                       "--trainer.enable_progress_bar=false", "--run.wandb_mode=disabled", *extra])
-    experiment = "gp_paper" if "paper" in config else "gp"
-    return read_metrics(tmp_path / experiment / "run")
+def gp_run(tmp_path, config: str) -> list[dict[str, str]]:
+    DiffusionCLI(args=["--config", str(ROOT / config), f"--run.root={tmp_path}", "--run.experiment=gp",
+                       "--run.name=run", "--trainer.enable_progress_bar=false", "--run.wandb_mode=disabled"])
+    return read_metrics(tmp_path / "gp" / "run")
 
 
 def assert_gp_model_learned_the_kernel(rows: list[dict[str, str]]) -> None:
     """Sec. 6.1 / Appendix F: the generated sequences reproduce Gamma (x) Sigma (eps falls by orders of magnitude
     to within a small factor of true samples), Q_e^T K_e dominates Q^T K, and the attention score matrices
     correlate with Gamma."""
-    eps_first, eps_last = first_value(rows, "val/cov_rel_error"), last_value(rows, "val/cov_rel_error")
+    eps = logged_values(rows, "val/cov_rel_error")
+    eps_first, eps_last = eps[0], eps[-1]
     assert eps_last < 10 and eps_last < eps_first / 100
     assert last_value(rows, "val/qk_ee_share") > 0.5      # four equal blocks: 0.25
     assert last_value(rows, "val/attn_gamma_corr") > 0.8  # best layer's Pearson r with Gamma
