@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from diffusion_theory import plotting_gp
+from diffusion_theory import plotting
 from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic, all_reduce_sum, for_each_chunk
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.distributions.gaussian_process import kernel_matrix
@@ -169,7 +169,7 @@ class AttentionAlongSampling(EpochEndDiagnostic):
         titles = [[f"r={float(corr[s, layer]):.2f}" for s in range(S)] + [n.split(" ")[0] for n, _, _ in kernels]
                   for layer in range(L)]
         cols = [f"step {k}\n(sampler {r})" for k, r in zip(self.steps, recorded)] + [n for n, _, _ in kernels]
-        fig = plotting_gp.heatmap_grid(
+        fig = plotting.heatmap_grid(
             grid, [f"layer {layer + 1}" for layer in range(L)], cols,
             f"Fig. 12: mean attention scores (QY)^T KY along the backward process, step {trainer.global_step}; "
             f"r = correlation with {name}", cell_titles=titles)

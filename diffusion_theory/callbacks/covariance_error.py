@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 
-from diffusion_theory import plotting_gp
+from diffusion_theory import plotting
 from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic, generate_across_ranks
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.metrics.covariance import covariance_relative_error, kron_inner
@@ -86,7 +86,7 @@ class CovarianceError(EpochEndDiagnostic):
             return
         result, gamma, sigma, n = self._result
         self._result = None
-        fig = plotting_gp.covariance_figure(
+        fig = plotting.covariance_figure(
             result.gamma_hat.numpy(), gamma.numpy(), result.sigma_hat.numpy(), sigma.numpy(),
             f"Fig. 1: covariance of {n} generated sequences, step {trainer.global_step}: relative error eps = "
             f"{values['val/cov_rel_error']:.3g} (1 = as good as {n} training sequences)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 
-from diffusion_theory import plotting_gp
+from diffusion_theory import plotting
 from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.metrics.attention import qk_block_norms, qk_product, value_emphasis
@@ -86,18 +86,18 @@ class QKBlockNorms(EpochEndDiagnostic):
         L, H = qk.shape[:2]
         layer = min(self.figure_layer, L - 1)
         step = trainer.global_step
-        fig = plotting_gp.heatmap_grid(
+        fig = plotting.heatmap_grid(
             qk[layer].sum(0).abs().numpy()[None, None], [f"layer {layer + 1}"], [""],
             f"Fig. 4(b): |Q^T K| of block {layer + 1} (heads summed), step {step}\n"
             f"[z | e] split at {split}; e-e share {values['val/qk_ee_share']:.2f} (all layers)", split=split,
             cell_size=4.0)
         save_figure(trainer, fig, "fig4b_qk_matrix")
-        fig = plotting_gp.heatmap_grid(qk.abs().numpy(), [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
+        fig = plotting.heatmap_grid(qk.abs().numpy(), [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
                                        f"Fig. 10: |Q_h^T K_h| per layer and head, step {step} (lines: z | e)",
                                        split=split)
         save_figure(trainer, fig, "fig10_qk_matrices")
         wov = (w["proj"] @ w["v"]).sum(1).abs().numpy()  # (L, D, D): W_o V of each layer, heads summed
-        fig = plotting_gp.heatmap_grid(
+        fig = plotting.heatmap_grid(
             wov[None], [""], [f"layer {i + 1}: z {values[f'val/v_frame_share/layer_{i}']:.2f}" for i in range(L)],
             f"Fig. 11: |W_o V| per layer, step {step} (columns left of the line act on z, right on e)",
             split=split)
