@@ -144,7 +144,7 @@ def bench_bayes_risk(n_eval: int = 512) -> None:
     dm, _ = paper_scale_mtgm()
     dm.setup()
     schedule = LinearAlphaSchedule(T=50)
-    x0 = dm._eval_set["x0"]
+    x0 = dm.evaluation_set["x0"]
     t = schedule.eval_times()
     start = time.perf_counter()
     total = 0.0

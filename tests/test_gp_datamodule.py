@@ -41,9 +41,9 @@ def test_training_sets_are_nested_and_the_eval_set_is_separate():
     small.setup(), large.setup()
     assert torch.equal(small._train_set["x0"], large._train_set["x0"][:5])
     assert torch.equal(large.training_sequences(30)[:20], large._train_set["x0"])  # further draws of the same stream
-    assert torch.equal(small._eval_set["x0"], large._eval_set["x0"])
-    assert torch.equal(large._eval_set["index"], torch.arange(5))
-    assert not torch.allclose(large._eval_set["x0"], large._train_set["x0"][:5])
+    assert torch.equal(small.evaluation_set["x0"], large.evaluation_set["x0"])
+    assert torch.equal(large.evaluation_set["index"], torch.arange(5))
+    assert not torch.allclose(large.evaluation_set["x0"], large._train_set["x0"][:5])
     other = GaussianProcessDataModule(**(SMALL | dict(train_seed=1)))
     other.setup()
     assert not torch.allclose(other._train_set["x0"], large._train_set["x0"])

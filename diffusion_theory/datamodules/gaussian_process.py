@@ -51,6 +51,8 @@ class GaussianProcessDataModule(pl.LightningDataModule):
         eval_batch_size: evaluation sequences per batch.
     """
 
+    sample_shape_fields = ("N", "d")  # the config fields behind ``sample_shape``, named by shape errors
+
     def __init__(self, N: int = 128, d: int = 8, length_scale: float = 64.0, nu: float = 2.0, mean: float = 0.0,
                  kernel: Kernel = "gp", kernel_seed: int = 0, jitter: float = 0.0, n_train: int | None = 1000,
                  train_seed: int = 0, batch_size: int = 128, steps_per_epoch: int = 100, n_eval: int = 64,
@@ -91,11 +93,23 @@ class GaussianProcessDataModule(pl.LightningDataModule):
         """
         return self.dist.training_set(n, seed=self.hparams.train_seed)
 
-    def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        """The shape of one sequence, (N, d): what the network's ``input_shape`` must equal."""
+        return (self.hparams.N, self.hparams.d)
+
+    @property
+    def evaluation_set(self) -> dict[str, Tensor]:
+        """The fixed evaluation set: x0 (n_eval, N, d), index (n_eval,); drawn from ``eval_seed`` on first use."""
         if self._eval_set is None:
+            hp = self.hparams
             x0 = self.dist.sample(hp.n_eval, generator=hp.eval_seed + EVAL_SEED_OFFSET)
             self._eval_set = {"x0": x0, "index": torch.arange(hp.n_eval)}
+        return self._eval_set
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self.evaluation_set  # noqa: B018  (drawn once, before any validation)
         if hp.n_train is not None and self._train_set is None:
             self._train_set = {"x0": self.training_sequences(hp.n_train)}
 
@@ -112,7 +126,7 @@ class GaussianProcessDataModule(pl.LightningDataModule):
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(ShardedBatches(self._eval_set, self.hparams.eval_batch_size), batch_size=None)
+        return DataLoader(ShardedBatches(self.evaluation_set, self.hparams.eval_batch_size), batch_size=None)
 
     # -- what the diagnostics may ask (diffusion_theory.protocols) ------------------------------------
     def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:

@@ -46,6 +46,8 @@ class MTGMDataModule(pl.LightningDataModule):
             still accumulated in float64, agreeing with float64 to ~1e-5) or float64.
     """
 
+    sample_shape_fields = ("P", "d")  # the config fields behind ``sample_shape``, named by shape errors
+
     def __init__(self, d: int = 64, M: int = 8, K: int = 4, P: int = 256, rho: float = 0.3,
                  pi_tilde: Literal["uniform"] | list[float] = "uniform", pi_min: float | None = None,
                  pattern_seed: int = 0, batch_size: int = 32, steps_per_epoch: int = 100,
@@ -86,11 +88,24 @@ class MTGMDataModule(pl.LightningDataModule):
         s = dist.sample(n, generator=g)
         return {"x0": s.x0, "labels": s.labels}
 
-    def setup(self, stage: str | None = None) -> None:
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        """The shape of one data point, (P, d): P tokens in R^d (Definition 1)."""
+        return (self.hparams.P, self.hparams.d)
+
+    @property
+    def evaluation_set(self) -> dict[str, Tensor]:
+        """The fixed evaluation set from D(pi~', K, {mu_i}, rho): x0 (n_eval, P, d), labels (n_eval, P) (the
+        pattern of each token), index (n_eval,); drawn from ``eval_seed`` on first use."""
         if self._eval_set is None:
             g = torch.Generator().manual_seed(self.hparams.eval_seed + 1)
-            self._eval_set = self._draw(self.eval_dist, self.hparams.n_eval, g)
-            self._eval_set["index"] = torch.arange(self.hparams.n_eval)
+            eval_set = self._draw(self.eval_dist, self.hparams.n_eval, g)
+            eval_set["index"] = torch.arange(self.hparams.n_eval)
+            self._eval_set = eval_set
+        return self._eval_set
+
+    def setup(self, stage: str | None = None) -> None:
+        self.evaluation_set  # noqa: B018  (drawn once, before any validation)
         if self.hparams.n_train is not None and self._train_set is None:
             g = torch.Generator().manual_seed(self.hparams.data_seed)
             self._train_set = self._draw(self.train_dist, self.hparams.n_train, g)
@@ -108,7 +123,7 @@ class MTGMDataModule(pl.LightningDataModule):
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(ShardedBatches(self._eval_set, self.hparams.eval_batch_size), batch_size=None)
+        return DataLoader(ShardedBatches(self.evaluation_set, self.hparams.eval_batch_size), batch_size=None)
 
     # -- what the diagnostics may ask (diffusion_theory.protocols) ----------------------------------
     def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
