@@ -1,17 +1,23 @@
-"""Capabilities: what a diagnostic may ask of the data and of the network.
+"""Capabilities: what a diagnostic may ask of the data, of the network and of an auxiliary model.
 
-A diagnostic names the capabilities it needs; ``require`` checks them when the fit starts, so a
-diagnostic attached to data that cannot answer fails at once with a clear message, not mid-run.
-Any data module or network (ours or a plugin's) gets a diagnostic by implementing its methods.
+A diagnostic names the capabilities it needs, ``requires`` = ((role, protocol), ...), role one of
+``ROLES``: ``data`` (the LightningDataModule), ``network`` (``pl_module.network``) or ``auxiliary`` (a
+frozen model the diagnostic loads from a checkpoint, ``callbacks.auxiliary.UsesAuxiliaryModel``).
+``check_requirements`` checks them all when the fit starts (``DiffusionCLI.check_capabilities``) and in
+each diagnostic's ``setup``, so a diagnostic attached to data that cannot answer fails at once with a
+clear message, not mid-run. Any data module or network (ours or a plugin's) gets a diagnostic by
+implementing its methods.
 
 Data capabilities (methods of the LightningDataModule):
     KnowsPosteriorNoise.exact_eps(x_t, abar, batch) -> E[E | X^t]      score error, Bayes risk
     KnowsOracleNoise.oracle_eps(x_t, abar, batch)   -> E[E | X^t, latent]  oracle risk
     HasTokenLabels.token_labels(batch)              -> (B, P) latent class of each token
+    HasPatternGroups.extreme_patterns()             -> {group name: pattern}, e.g. {min_pi: u, max_pi: v}
     HasTheoryQuantities.theory_quantities()         -> {name: float}, logged once
     KnowsOracleOutputScale.oracle_output_scale(abar) -> the ideal per-step output scale
     KnowsCovariance.true_covariance()               -> (Gamma (N, N), Sigma (d, d)): Cov = Gamma (x) Sigma
     KnowsCovariance.training_sequences(n)           -> (n, N, d): the first n of the training stream
+    KnowsCovariance.training_set_size()             -> n_train, or None for fresh draws every step
 
 Network capabilities (methods of ``pl_module.network``):
     ExposesAttention.attention_logits(x_t, t)       -> (B, P, P) pre-softmax scores, query rows
@@ -44,6 +50,13 @@ class HasTokenLabels(Protocol):
 
 
 @runtime_checkable
+class HasPatternGroups(Protocol):
+    """Named latent patterns whose query-key products are reported (paper 1 (MTGM) Fig. 4: min and max pi~)."""
+
+    def extreme_patterns(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
 class HasTheoryQuantities(Protocol):
     def theory_quantities(self) -> dict[str, float]: ...
 
@@ -60,6 +73,8 @@ class KnowsCovariance(Protocol):
     def true_covariance(self) -> tuple[Tensor, Tensor]: ...
 
     def training_sequences(self, n: int) -> Tensor: ...
+
+    def training_set_size(self) -> int | None: ...
 
 
 @runtime_checkable
@@ -93,6 +108,28 @@ class RecordsAttention(Protocol):
 
 class MissingCapabilityError(TypeError):
     """A diagnostic was attached to a data module or network that cannot answer it."""
+
+
+ROLES = ("data", "network", "auxiliary")
+
+
+def check_requirements(diagnostic: Any, datamodule: Any, network: Any) -> None:
+    """Check every (role, protocol) of ``diagnostic.requires``: ``data`` against ``datamodule``, ``network``
+    against ``network``, ``auxiliary`` against ``diagnostic.auxiliary_model()`` (loaded on the CPU if not yet)."""
+    name = type(diagnostic).__name__
+    for role, protocol in getattr(diagnostic, "requires", ()):
+        if role == "data":
+            obj = datamodule
+        elif role == "network":
+            obj = network
+        elif role == "auxiliary":
+            if not callable(getattr(diagnostic, "auxiliary_model", None)):
+                raise MissingCapabilityError(f"callback {name} requires an auxiliary model but has no "
+                                             f"auxiliary_model(); derive it from callbacks.auxiliary.UsesAuxiliaryModel")
+            obj = diagnostic.auxiliary_model()
+        else:
+            raise ValueError(f"{name}.requires: role must be one of {', '.join(ROLES)}; got {role!r}")
+        require(obj, protocol, name, role)
 
 
 def require(obj: Any, protocol: type, diagnostic: str, role: str) -> None:

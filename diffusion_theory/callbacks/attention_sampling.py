@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from diffusion_theory import plotting
-from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic, all_reduce_sum, for_each_chunk
+from diffusion_theory.callbacks.epoch_diagnostic import all_reduce_sum, for_each_chunk
+from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.distributions.gaussian_process import kernel_matrix
 from diffusion_theory.metrics.attention import score_kernel_similarity
@@ -48,7 +49,7 @@ def map_steps(steps: Sequence[int], reference_steps: int, n_steps: int) -> list[
     return [min(n_steps, max(0, round(k * n_steps / reference_steps))) for k in steps]
 
 
-class AttentionAlongSampling(EpochEndDiagnostic):
+class AttentionAlongSampling(GenerationDiagnostic):
     """Needs a network that records attention (DiT) and data with ``true_covariance`` (KnowsCovariance).
 
     Args:
@@ -71,7 +72,7 @@ class AttentionAlongSampling(EpochEndDiagnostic):
                  sampler_options: dict[str, Any] | None = None, chunk_size: int = 256, seed: int = 1,
                  exclude_diagonal: bool = False,
                  reference_length_scale: float | None = None, reference_nu: float = 2.0):
-        super().__init__(every_n_epochs, n_time_bins=0)
+        super().__init__(every_n_epochs)
         if n_samples < 1:
             raise ValueError(f"AttentionAlongSampling.n_samples must be >= 1; got {n_samples}")
         if reference_steps < 1:

@@ -13,7 +13,7 @@ and Sigma_hat, and log
 
 Figure ``fig1_covariance.png``: Gamma_hat against Gamma and Sigma_hat against Sigma (Fig. 1).
 Under DDP the sequences are drawn across ranks and reassembled on every rank
-(``epoch_diagnostic.generate_across_ranks``), so eps is computed identically on all ranks.
+(``GenerationDiagnostic.generate``), so eps is computed identically on all ranks.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 
 from diffusion_theory import plotting
-from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic, generate_across_ranks
+from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.metrics.covariance import covariance_relative_error, kron_inner
 from diffusion_theory.protocols import KnowsCovariance
@@ -30,13 +30,13 @@ from diffusion_theory.protocols import KnowsCovariance
 DEFAULT_N_SAMPLES = 1000  # Sec. 6.1: "we generate 1000 samples"
 
 
-class CovarianceError(EpochEndDiagnostic):
+class CovarianceError(GenerationDiagnostic):
     """Needs data implementing ``true_covariance`` and ``training_sequences`` (KnowsCovariance).
 
     Args:
         every_n_epochs: generate at every n-th validation (generation is the expensive part).
-        n_samples: sequences to generate; null: as many as the data's training set (``data.n_train``),
-            or 1000 (Sec. 6.1) when the data has no finite training set.
+        n_samples: sequences to generate; null: as many as the data's training set (``training_set_size()``),
+            or 1000 (paper 2 Sec. 6.1) when the data has no finite training set.
         sampler: ``auto`` (ddpm for discrete schedules, sde for the continuous one), ddpm, ddim, sde, ode.
         n_steps: backward steps; null: the paper's 1000 (all T for ddpm).
         sampler_options: further sampler arguments (``diffusion.samplers``), e.g. {spacing: log, method: heun}
@@ -51,28 +51,20 @@ class CovarianceError(EpochEndDiagnostic):
     def __init__(self, every_n_epochs: int = 1, n_samples: int | None = None, sampler: str = "auto",
                  n_steps: int | None = None, sampler_options: dict[str, Any] | None = None, chunk_size: int = 500,
                  seed: int = 0, sigma_estimate: Literal["normalized", "diagonal_mean", "true"] = "normalized"):
-        super().__init__(every_n_epochs, n_time_bins=0)
         if n_samples is not None and n_samples < 2:
             raise ValueError(f"CovarianceError.n_samples must be >= 2 or null; got {n_samples}")
-        if chunk_size < 1:
-            raise ValueError(f"CovarianceError.chunk_size must be >= 1; got {chunk_size}")
-        self.n_samples, self.sampler, self.n_steps = n_samples, sampler, n_steps
-        self.sampler_options = dict(sampler_options or {})
-        self.chunk_size, self.seed, self.sigma_estimate = chunk_size, seed, sigma_estimate
+        super().__init__(every_n_epochs, n_samples, sampler, n_steps, sampler_options, chunk_size, seed)
+        self.sigma_estimate = sigma_estimate
         self._result = None
 
-    def resolve_n(self, trainer: pl.Trainer) -> int:
-        if self.n_samples is not None:
-            return self.n_samples
-        n_train = getattr(trainer.datamodule, "hparams", {}).get("n_train")
+    def default_n_samples(self, trainer: pl.Trainer) -> int:
+        n_train = trainer.datamodule.training_set_size()
         return int(n_train) if n_train else DEFAULT_N_SAMPLES
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         dm = trainer.datamodule
         n = self.resolve_n(trainer)
-        generated = generate_across_ranks(trainer, pl_module, n, self.chunk_size, self.seed, sampler=self.sampler,
-                                          n_steps=self.n_steps, progress=False,
-                                          **self.sampler_options)  # (n, N, d), same on all ranks
+        generated = self.generate(trainer, pl_module, n)  # (n, N, d), same on all ranks
         gamma, sigma = dm.true_covariance()
         result = covariance_relative_error(generated.cpu(), dm.training_sequences(n), gamma, sigma,
                                            sigma_estimate=self.sigma_estimate)

@@ -31,6 +31,11 @@ class TrainingCurves(pl.Callback):
         self.logy = list(logy or [])
         self.history: dict[str, list[tuple[int, float]]] = {}
 
+    @property
+    def reads_eval_batch(self) -> bool:
+        """Drawing val/ddpm_loss needs the noisy evaluation grid (``diffusion.evaluation.needs_noisy_grid``)."""
+        return any(name.startswith("val/ddpm_loss") for names in self.panels.values() for name in names)
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 

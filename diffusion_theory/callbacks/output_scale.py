@@ -1,36 +1,37 @@
-"""Learned output scales v_t against their oracle value, paper 1 eq. (16).
+"""Learned output scales v_t against their oracle value, paper 1 (MTGM) eq. (16).
 
     val/output_scale_error = mean_t |v_t - sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t)|
-The parameters are the same on every rank (DDP keeps them in sync), so no reduction is needed.
+over the evaluation grid's steps (``metrics.risks.output_scale_error``). A weight diagnostic: the parameters
+are the same on every rank (DDP keeps them in sync), so no reduction is needed.
 """
 from __future__ import annotations
 
 import lightning.pytorch as pl
-import torch
 
 from diffusion_theory import plotting
+from diffusion_theory.callbacks.diagnostic import WeightDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
-from diffusion_theory.protocols import HasOutputScales, KnowsOracleOutputScale, require
+from diffusion_theory.metrics.risks import output_scale_error
+from diffusion_theory.protocols import HasOutputScales, KnowsOracleOutputScale
 
 
-class OutputScale(pl.Callback):
+class OutputScale(WeightDiagnostic):
     """Needs a network with ``output_scales()`` (T,) and data with ``oracle_output_scale(abar)``."""
 
+    requires = (("network", HasOutputScales), ("data", KnowsOracleOutputScale))
+
     def __init__(self, every_n_epochs: int = 1):
-        if every_n_epochs < 1:
-            raise ValueError(f"OutputScale.every_n_epochs must be >= 1; got {every_n_epochs}")
-        self.every_n_epochs = every_n_epochs
+        super().__init__(every_n_epochs)
+        self._curves = None
 
-    def setup(self, trainer, pl_module, stage) -> None:
-        require(pl_module.network, HasOutputScales, "OutputScale", "network")
-        require(trainer.datamodule, KnowsOracleOutputScale, "OutputScale", "data")
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         t = pl_module.schedule.eval_times()
         learned = pl_module.inference_network.output_scales().detach().double().cpu()[t.long() - 1]  # the trained steps
         oracle = trainer.datamodule.oracle_output_scale(pl_module.schedule.alpha_bar(t)).double().cpu()
-        pl_module.log("val/output_scale_error", (learned - oracle).abs().mean().float().to(pl_module.device),
-                      sync_dist=False)
-        save_figure(trainer, plotting.output_scale_figure(t.numpy(), learned.numpy(), oracle.numpy()), "output_scale")
+        self._curves = (t.numpy(), learned.numpy(), oracle.numpy())
+        return {"val/output_scale_error": float(output_scale_error(learned, oracle).float())}
+
+    def after_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float]) -> None:
+        if self._curves is not None:
+            save_figure(trainer, plotting.output_scale_figure(*self._curves), "output_scale")
+            self._curves = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from diffusion_theory import plotting
-from diffusion_theory.callbacks.epoch_diagnostic import EpochEndDiagnostic
+from diffusion_theory.callbacks.diagnostic import WeightDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.metrics.attention import qk_block_norms, qk_product, value_emphasis
 from diffusion_theory.protocols import ExposesAttentionWeights
@@ -39,7 +39,7 @@ def token_slices(network) -> tuple[slice, slice]:
     return frame, embed
 
 
-class QKBlockNorms(EpochEndDiagnostic):
+class QKBlockNorms(WeightDiagnostic):
     """Needs a network with ``attention_weights``, ``frame_slice``, ``embedding_slice`` (DiT, concat mode).
 
     Args:
@@ -51,7 +51,7 @@ class QKBlockNorms(EpochEndDiagnostic):
     requires = (("network", ExposesAttentionWeights),)
 
     def __init__(self, every_n_epochs: int = 1, figure_layer: int = 4):
-        super().__init__(every_n_epochs, n_time_bins=0)
+        super().__init__(every_n_epochs)
         if figure_layer < 0:
             raise ValueError(f"QKBlockNorms.figure_layer must be >= 0; got {figure_layer}")
         self.figure_layer = figure_layer

@@ -93,6 +93,10 @@ class GaussianProcessDataModule(pl.LightningDataModule):
         """
         return self.dist.training_set(n, seed=self.hparams.train_seed)
 
+    def training_set_size(self) -> int | None:
+        """n_train, or None when training draws fresh sequences every step (KnowsCovariance)."""
+        return None if self.hparams.n_train is None else int(self.hparams.n_train)
+
     @property
     def sample_shape(self) -> tuple[int, int]:
         """The shape of one sequence, (N, d): what the network's ``input_shape`` must equal."""

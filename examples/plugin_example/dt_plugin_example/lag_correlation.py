@@ -21,7 +21,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 from torch import Tensor
 
-from diffusion_theory.callbacks.diagnostic import Diagnostic
+from diffusion_theory.callbacks.diagnostic import BatchDiagnostic
 from diffusion_theory.protocols import KnowsPosteriorNoise
 
 
@@ -32,14 +32,14 @@ def lag_one_correlation(y: Tensor) -> Tensor:
     return num / den
 
 
-class LagOneCorrelation(Diagnostic):
+class LagOneCorrelation(BatchDiagnostic):
     """Lag-one autocorrelation of the network's denoised sequences against the exact posterior mean's."""
 
     requires = (("data", KnowsPosteriorNoise),)
 
     def metric_names(self, trainer, pl_module) -> list[str]:
         names = ["val/lag1_corr", "val/lag1_corr_exact", "val/lag1_corr_error"]
-        return names + [f"val/lag1_corr_error/t_bin_{k}" for k in range(self.n_time_bins)]
+        return names + self.time_bin_names("val/lag1_corr_error")
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: dict[str, Tensor],
                 batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -54,9 +54,4 @@ class LagOneCorrelation(Diagnostic):
         error = (r_net - r_exact).abs()
         self.update("val/lag1_corr", r_net)
         self.update("val/lag1_corr_exact", r_exact)
-        self.update("val/lag1_corr_error", error)
-        bins = self.time_bins(outputs)
-        for k in range(self.n_time_bins):
-            mask = bins == k
-            if mask.any():
-                self.update(f"val/lag1_corr_error/t_bin_{k}", error[mask])
+        self.update_with_time_bins("val/lag1_corr_error", error, outputs)
