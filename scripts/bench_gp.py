@@ -91,7 +91,7 @@ def dit_pair(depth: int = 4, hidden: int = 384, heads: int = 6, image: int = 32,
 
     torch.manual_seed(0)
     ours = DiT(input_shape=(channels, image, image), patch_size=patch, hidden_size=hidden, depth=depth,
-               num_heads=heads, num_classes=1000, class_dropout_prob=0.1, pos_embed_mode="add")
+               num_heads=heads, num_classes=1000, null_class=True, pos_embed_mode="add")
     theirs = DiTTransformer2DModel(num_attention_heads=heads, attention_head_dim=hidden // heads,
                                    in_channels=channels, out_channels=channels, num_layers=depth,
                                    sample_size=image, patch_size=patch, num_embeds_ada_norm=1000)

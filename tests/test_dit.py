@@ -167,29 +167,45 @@ def test_score_kernel_similarity():
     assert score_kernel_similarity(-gamma, gamma, exclude_diagonal=True).item() == pytest.approx(-1.0)
 
 
-def test_class_conditioning_label_dropout_and_cfg():
-    model = small_sequence_dit(num_classes=5, class_dropout_prob=0.5)
+def test_class_conditioning_null_class_and_cfg():
+    model = small_sequence_dit(num_classes=5, null_class=True)
     randomize(model)
     x, t = torch.randn(6, 16, 3), torch.rand(6) * 1000
     y = torch.tensor([0, 1, 2, 3, 4, 0])
-    model.eval()
+    model.train()  # no random label dropout inside the network, in either mode
     out_y = model(x, t, y)
-    assert out_y.shape == x.shape
+    assert out_y.shape == x.shape and torch.equal(out_y, model(x, t, y))
+    model.eval()
+    assert torch.equal(out_y, model(x, t, y))
     assert not torch.allclose(out_y, model(x, t, (y + 1) % 5))  # labels matter
-    null = torch.full_like(y, model.y_embedder.null_class)
-    assert torch.allclose(model(x, t), model(x, t, null))  # y=None is the null class
-    dropped = model.y_embedder.token_drop(y, force_drop_ids=torch.tensor([1, 0, 1, 0, 0, 0]))
-    assert dropped.tolist() == [5, 1, 5, 3, 4, 0]
-    torch.manual_seed(0)
-    rates = (model.y_embedder.token_drop(torch.zeros(4000, dtype=torch.long)) == 5).float().mean()
-    assert abs(rates.item() - 0.5) < 0.05
-    # CFG: uncond + s (cond - uncond); s = 1 is the conditional output
+    # no labels is an error, never a silent null class; the null class is asked for explicitly
+    with pytest.raises(ValueError, match="class-conditional"):
+        model(x, t)
+    with pytest.raises(ValueError, match=r"\[0, num_classes\)"):
+        model(x, t, torch.full_like(y, 5))  # the null index itself is not a label
+    null_embedding = model.y_embedder.embedding_table.weight[5]
+    uncond = model(x, t, drop_labels=True)
+    c_null = model.t_embedder(t) + null_embedding  # the conditioning vector of the null class, by hand
+    assert torch.allclose(model.conditioning(t, None, 6, x.device, drop_labels=True), c_null)
+    # a mask drops exactly those rows: each row equals the all-null or the labelled prediction
+    mask = torch.tensor([True, False, True, False, False, False])
+    mixed = model(x, t, y, drop_labels=mask)
+    assert torch.allclose(mixed[mask], uncond[mask], atol=1e-6) and torch.allclose(mixed[~mask], out_y[~mask], atol=1e-6)
+    # CFG: uncond + s (cond - uncond); s = 1 is the conditional output, s = 0 the unconditional one
     cfg = model.forward_with_cfg(x, t, y, cfg_scale=3.0)
-    cond, uncond = model(x, t, y), model(x, t, null)
-    assert torch.allclose(cfg, uncond + 3.0 * (cond - uncond), atol=1e-5)
-    assert torch.allclose(model.forward_with_cfg(x, t, y, 1.0), cond, atol=1e-5)
-    with pytest.raises(ValueError, match="class_dropout_prob"):
-        small_sequence_dit(num_classes=5, class_dropout_prob=0.0).forward_with_cfg(x, t, y, 2.0)
+    assert torch.allclose(cfg, uncond + 3.0 * (out_y - uncond), atol=1e-5)
+    assert torch.allclose(model.forward_with_cfg(x, t, y, 1.0), out_y, atol=1e-5)
+    assert torch.allclose(model.forward_with_cfg(x, t, y, 0.0), uncond, atol=1e-5)
+    no_null = small_sequence_dit(num_classes=5, null_class=False)
+    assert no_null.y_embedder.embedding_table.num_embeddings == 5 and not no_null.has_null_class
+    with pytest.raises(ValueError, match="null_class"):
+        no_null.forward_with_cfg(x, t, y, 2.0)
+    with pytest.raises(ValueError, match="null_class"):
+        no_null(x, t, drop_labels=True)
+    unconditional = small_sequence_dit()
+    assert unconditional.condition_names == () and model.condition_names == ("y",)
+    with pytest.raises(ValueError, match="unconditional"):
+        unconditional(x, t, y)
 
 
 def test_forward_backward_trains_every_parameter_group():

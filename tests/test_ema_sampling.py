@@ -9,7 +9,7 @@ from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataMod
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
 from diffusion_theory.diffusion.schedules import LinearBetaSchedule
 from diffusion_theory.models.diffusion_module import DiffusionModule
-from diffusion_theory.models.sampling import chunk_plan
+from diffusion_theory.diffusion.generation import chunk_plan
 from diffusion_theory.networks.dit import DiT
 
 
@@ -51,6 +51,8 @@ def test_ema_is_updated_per_step_saved_in_the_checkpoint_and_restored(tmp_path):
     restored = DiffusionModule.load_from_checkpoint(path, network=tiny_module().network,
                                                     schedule=ContinuousVPSchedule(n_eval_times=3), ema_decay=0.9)
     assert torch.equal(restored.ema.module.final_layer.linear.weight, w_ema)
+    alone = DiffusionModule.load_from_checkpoint(path)  # the checkpoint's plain config rebuilds network and schedule
+    assert torch.equal(alone.ema.module.final_layer.linear.weight, w_ema) and alone.hparams.ema_decay == 0.9
 
 
 def test_validation_uses_the_ema_network_and_none_keeps_the_trained_one():
@@ -75,7 +77,7 @@ def test_validation_uses_the_ema_network_and_none_keeps_the_trained_one():
     module.train()  # training mode: the trained network, never the EMA
     with torch.no_grad():
         module.network.final_layer.linear.weight.normal_()
-    assert module.predict_noise(batch["x0"], torch.ones(2)).abs().max() > 0
+    assert module.denoise(batch["x0"], torch.ones(2)).abs().max() > 0
     with pytest.raises(ValueError, match="model.ema_decay"):
         tiny_module(1.0)
 

@@ -102,10 +102,14 @@ def test_qk_block_norms_of_hand_set_weights(tmp_path):
         validate(DiffusionModule(add_mode, ContinuousVPSchedule(n_eval_times=2)), dm, [QKBlockNorms()], tmp_path)
 
 
-def test_attention_steps_map_proportionally():
-    assert map_steps([0, 50, 100, 200, 400, 800, 1000], 1000, 1000) == [0, 50, 100, 200, 400, 800, 1000]
-    assert map_steps([0, 50, 100, 200, 400, 800, 1000], 1000, 100) == [0, 5, 10, 20, 40, 80, 100]
-    assert map_steps([0, 50, 1000], 1000, 8) == [0, 0, 8]
+def test_attention_steps_map_by_noise_level():
+    """On the paper's own chain (1000-step linear-beta DDPM) paper steps map to themselves; on the VP process
+    step 800 (abar 0.66) is near t = 0.42, step 96 of 100, not 80 (tests/test_step_mapping.py checks the rest)."""
+    from diffusion_theory.diffusion.schedules import LinearBetaSchedule
+
+    paper = [0, 50, 100, 200, 400, 800, 1000]
+    assert map_steps(paper, 1000, LinearBetaSchedule(T=1000), None) == paper
+    assert map_steps([0, 800, 1000], 1000, ContinuousVPSchedule(T=10.0, t0=1e-3), 100) == [0, 96, 100]
     with pytest.raises(ValueError, match="AttentionAlongSampling.steps"):
         AttentionAlongSampling(steps=[0, 1200])
 

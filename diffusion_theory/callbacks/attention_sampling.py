@@ -1,11 +1,15 @@
 """Attention scores along the backward process against the kernel Gamma: paper 2, Fig. 5 and Fig. 12.
 
 Generate ``n_samples`` sequences with the (EMA) network; at the backward steps ``steps`` of a
-``reference_steps``-step chain (paper: {0, 50, 100, 200, 400, 800, 1000} of 1000 DDPM steps; with
-S sampler steps, step k maps to round(k S / reference_steps)), re-run the network on the current
-state x_t with attention recording on and average the pre-softmax score matrices
+``reference_steps``-step chain (paper: {0, 50, 100, 200, 400, 800, 1000} of the DiT code base's 1000-step
+linear-beta DDPM), re-run the network on the current state x_t with attention recording on and average
+the pre-softmax score matrices
 S^l = (Q Y)^T K Y (eq. 1; unscaled q_i . k_j, heads averaged) over the samples: one N x N matrix per
-(step, layer). Each is compared with the data's Gamma by the Pearson correlation of their entries
+(step, layer). Paper step k is matched to our process by noise level, not by step fraction: the
+reference chain's state after k backward steps has abar_{1000-k} (``samplers.reference_alpha_bar``), and
+we record at the sampler step whose abar is nearest (``samplers.steps_at_noise_levels``); e.g. paper step
+800 (abar 0.66) is t = 0.42 of the VP process abar_t = e^{-t}, not 80 % of its backward time grid.
+Each is compared with the data's Gamma by the Pearson correlation of their entries
 (``metrics.attention.score_kernel_similarity``; 1 for S = a Gamma + b, a > 0):
 
     val/attn_gamma_corr                     max over layers, at the last recorded step (the clean end)
@@ -19,7 +23,7 @@ the pattern comes from the index embeddings, not from the data's temporal correl
 
 Figure ``fig12_attention_scores.png``: layers x steps grid of the averaged score matrices, each with its
 correlation, and Gamma (and the reference kernel) in the last column(s).
-Under DDP each rank draws its chunks of samples (``epoch_diagnostic.for_each_chunk``); the sums of
+Under DDP each rank draws its chunks of samples (``diffusion.generation.for_each_chunk``); the sums of
 the score matrices are all-reduced (float64), so every rank computes the same correlations.
 """
 from __future__ import annotations
@@ -33,20 +37,24 @@ import torch
 from torch import Tensor
 
 from diffusion_theory import plotting
-from diffusion_theory.callbacks.epoch_diagnostic import all_reduce_sum, for_each_chunk
+from diffusion_theory.diffusion.generation import all_reduce_sum, for_each_chunk
 from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.distributions.gaussian_process import kernel_matrix
 from diffusion_theory.metrics.attention import score_kernel_similarity
-from diffusion_theory.models.sampling import default_steps, resolve_sampler
+from diffusion_theory.diffusion.samplers import (alpha_bar_at, callback_times, default_steps, reference_alpha_bar,
+                                                 resolve_sampler, steps_at_noise_levels)
 from diffusion_theory.protocols import KnowsCovariance, RecordsAttention
 
 PAPER_STEPS = (0, 50, 100, 200, 400, 800, 1000)
 
 
-def map_steps(steps: Sequence[int], reference_steps: int, n_steps: int) -> list[int]:
-    """Sampler step index of each paper step: round(k n_steps / reference_steps), in [0, n_steps]."""
-    return [min(n_steps, max(0, round(k * n_steps / reference_steps))) for k in steps]
+def map_steps(steps: Sequence[int], reference_steps: int, schedule, n_steps: int | None,
+              spacing: str = "uniform") -> list[int]:
+    """Sampler step index (0 .. K) of each paper step k: the step whose state has the noise level (abar) nearest
+    to that after k of ``reference_steps`` backward steps of the paper's linear-beta DDPM (paper 2, Fig. 5, 12)."""
+    grid = alpha_bar_at(schedule, callback_times(schedule, n_steps, spacing))  # (K + 1,)
+    return steps_at_noise_levels(reference_alpha_bar(steps, reference_steps), grid)
 
 
 class AttentionAlongSampling(GenerationDiagnostic):
@@ -102,15 +110,15 @@ class AttentionAlongSampling(GenerationDiagnostic):
     def mean_scores(self, trainer: pl.Trainer, pl_module) -> tuple[Tensor, list[int]]:
         """Sample-averaged scores (n_rec, L, H, N, N) float64 on every rank, and the sampler steps recorded."""
         name, total = self.sampler_steps(pl_module)
-        recorded = map_steps(self.steps, self.reference_steps, total)
+        recorded = map_steps(self.steps, self.reference_steps, pl_module.schedule, total,
+                             self.sampler_options.get("spacing", "uniform"))
         unique = sorted(set(recorded))
         net = pl_module.inference_network
-        schedule = pl_module.schedule
         sums: dict[int, Tensor] = {}
 
         def record(k: int, t: Tensor, x_t: Tensor) -> None:
             with net.recording_attention(reduce="mean"):
-                net(x_t, schedule.model_time(t).to(x_t.device))
+                pl_module.denoise(x_t, t, None, network=net)
                 scores = torch.stack([r["scores"] for r in net.attention_records()])  # (L, H, N, N), batch mean
             total_k = scores.double() * x_t.shape[0]  # batch sum
             sums[k] = sums[k] + total_k if k in sums else total_k

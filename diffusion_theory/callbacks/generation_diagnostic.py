@@ -23,7 +23,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from diffusion_theory.callbacks.diagnostic import EpochEndDiagnostic
-from diffusion_theory.callbacks.epoch_diagnostic import for_each_chunk, generate_across_ranks
+from diffusion_theory.diffusion.generation import for_each_chunk, generate_across_ranks
 
 
 class GenerationDiagnostic(EpochEndDiagnostic):

@@ -242,3 +242,90 @@ def probability_flow_ode(eps_fn: EpsFn, schedule: ContinuousVPSchedule, shape: S
         x = _tweedie_x0(x, _score(eps_fn, schedule, x, times[-1])[0], schedule, times[-1])
     _notify(callback, callback_steps, n_steps, _batch_time(times[-1], x, torch.float64), x)
     return x
+
+
+# ----------------------------------------------------------------------------------------
+# Registry: samplers by name, defaults, and the times at which they call back
+# ----------------------------------------------------------------------------------------
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {
+    "ddpm": ddpm_ancestral,
+    "ddim": ddim,
+    "sde": reverse_sde_euler_maruyama,
+    "ode": probability_flow_ode,
+}
+DISCRETE_ONLY = ("ddpm", "ddim")
+
+
+def resolve_sampler(name: str, discrete: bool) -> str:
+    """``auto`` -> ddpm (discrete) / sde (continuous); checks that the sampler fits the schedule."""
+    if name == "auto":
+        return "ddpm" if discrete else "sde"
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of auto, {', '.join(SAMPLERS)}; got {name!r}")
+    if (name in DISCRETE_ONLY) != discrete:
+        kind = "a discrete" if discrete else "a continuous"
+        fits = "ddpm, ddim" if discrete else "sde, ode"
+        raise ValueError(f"sampler {name!r} does not fit {kind} schedule; use one of {fits} (or auto)")
+    return name
+
+
+def default_steps(schedule: DiscreteSchedule | ContinuousVPSchedule, sampler: str) -> int | None:
+    """The paper's 1000 backward steps: all T steps of a discrete chain for ddpm (None), 50 for ddim,
+    1000 for a continuous process."""
+    if sampler in DISCRETE_ONLY:
+        return None if sampler == "ddpm" else 50
+    return 1000
+
+
+def callback_times(schedule: DiscreteSchedule | ContinuousVPSchedule, n_steps: int | None,
+                   spacing: TimeSpacing = "uniform") -> Tensor:
+    """The schedule's native time of the state a sampler hands to ``callback`` at step k = 0 .. K: (K + 1,).
+
+    Discrete: the respaced steps T = t_0 > ... > t_{K-1} >= 1, then 0 (the returned sample; abar_0 = 1).
+    Continuous: the backward grid ``time_grid(n_steps, spacing)``, T down to t0.
+    """
+    if schedule.discrete:
+        return torch.tensor(respaced_steps(schedule.T, n_steps) + [0], dtype=torch.long)
+    if n_steps is None:
+        raise ValueError("sampler.n_steps must be set for a continuous schedule")
+    return schedule.time_grid(n_steps, spacing)
+
+
+def alpha_bar_at(schedule: DiscreteSchedule | ContinuousVPSchedule, times: Tensor) -> Tensor:
+    """abar of native times, float64, with abar = 1 at the discrete time 0 (the clean end)."""
+    if schedule.discrete:
+        abar = schedule.alpha_bars.to(torch.float64).cpu()
+        t = times.long().cpu()
+        return torch.where(t > 0, abar[(t - 1).clamp_min(0)], torch.ones((), dtype=torch.float64))
+    return schedule.alpha_bar(times).to(torch.float64).cpu()
+
+
+# ----------------------------------------------------------------------------------------
+# Backward steps of another chain, matched by noise level
+# ----------------------------------------------------------------------------------------
+
+def reference_alpha_bar(steps: Sequence[int], reference_steps: int = 1000, beta_start: float = 1e-4,
+                        beta_end: float = 0.02) -> Tensor:
+    """abar of the state after k backward steps of a reference DDPM, for each k of ``steps``: (len(steps),) float64.
+
+    The reference is the linear-beta chain of Ho et al. and the DiT code base (beta_t linear in
+    [beta_start, beta_end], T = reference_steps), the chain paper 2's Fig. 5 and Fig. 12 count steps in:
+    after k of T backward steps the state is at forward step T - k, abar_{T-k} = prod_{i <= T-k} (1 - beta_i),
+    with abar_0 = 1 (k = T: the generated sample).
+    """
+    if reference_steps < 1:
+        raise ValueError(f"reference_steps must be >= 1; got {reference_steps}")
+    if any(not 0 <= int(k) <= reference_steps for k in steps):
+        raise ValueError(f"steps must lie in [0, reference_steps = {reference_steps}]; got {list(steps)}")
+    betas = torch.linspace(beta_start, beta_end, reference_steps, dtype=torch.float64)
+    abar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])  # (T + 1,), abar[t]
+    return abar[[reference_steps - int(k) for k in steps]]
+
+
+def steps_at_noise_levels(target_abar: Tensor, grid_abar: Tensor) -> list[int]:
+    """For each target abar, the index k of the grid point with the nearest noise level (|log abar| distance,
+    i.e. nearest time for the VP process abar_t = e^{-t}); targets beyond the grid map to its ends."""
+    target = target_abar.to(torch.float64).clamp_min(1e-300).log()  # (S,)
+    grid = grid_abar.to(torch.float64).clamp_min(1e-300).log()  # (K + 1,)
+    return (target[:, None] - grid[None]).abs().argmin(1).tolist()

@@ -20,10 +20,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from diffusion_theory.init_config import RecordsInitArgs  # checkpoints record the constructor arguments
+
 TimeSampling = Literal["uniform", "first", "last"]
 
 
-class NoiseSchedule(torch.nn.Module, abc.ABC):
+class NoiseSchedule(RecordsInitArgs, torch.nn.Module, abc.ABC):
     """Interface shared by discrete and continuous schedules (abstract: subclasses implement the three methods)."""
 
     discrete: bool = True

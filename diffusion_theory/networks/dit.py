@@ -1,8 +1,14 @@
 """Diffusion transformer (DiT, Peebles & Xie 2023) for sequences of frames and for images.
 
 Follows facebookresearch/DiT ``models.py``: adaLN-Zero blocks, a sinusoidal timestep embedding
-followed by an MLP, optional class conditioning with label dropout for classifier-free guidance,
+followed by an MLP, optional class conditioning with a null class for classifier-free guidance,
 and zero-initialised modulation / output layers so that the network outputs exactly 0 at init.
+
+Class conditioning is never implicit: a class-conditional DiT (num_classes > 0) called without labels
+raises, unless the null class is asked for (``drop_labels=True``, or a (B,) mask of the rows to drop).
+Label dropout for classifier-free guidance training is drawn by the trainer
+(``DiffusionModule.label_dropout``, from its checkpointed generator) and passed as that mask; the
+network itself never draws random numbers.
 
 Additions for paper 2 (Sec. 6.1, Appendix F):
 
@@ -33,6 +39,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from diffusion_theory.init_config import RecordsInitArgs
 
 __all__ = ["DiT", "DiT_GP", "DiT_models", "build_dit"]  # the network configs name by short name: DiT
 
@@ -80,32 +88,26 @@ class TimestepEmbedder(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
-    """Embeds class labels; with dropout_prob > 0 an extra "null" class (index num_classes) exists
-    and labels are replaced by it with probability dropout_prob in training (classifier-free guidance)."""
+    """Embeds class labels 0 .. num_classes - 1; with ``use_null_class`` an extra "null" class (index
+    num_classes) exists, the unconditional input of classifier-free guidance (DiT's ``token_drop``)."""
 
-    def __init__(self, num_classes: int, hidden_size: int, dropout_prob: float):
+    def __init__(self, num_classes: int, hidden_size: int, use_null_class: bool):
         super().__init__()
-        use_cfg_embedding = dropout_prob > 0
-        self.embedding_table = nn.Embedding(num_classes + int(use_cfg_embedding), hidden_size)
+        self.embedding_table = nn.Embedding(num_classes + int(use_null_class), hidden_size)
         self.num_classes = num_classes
-        self.dropout_prob = dropout_prob
+        self.use_null_class = use_null_class
 
     @property
     def null_class(self) -> int:
         return self.num_classes
 
-    def token_drop(self, labels: Tensor, force_drop_ids: Tensor | None = None) -> Tensor:
-        """Replace labels by the null class: at random (rate dropout_prob) or where force_drop_ids == 1."""
-        if force_drop_ids is None:
-            drop_ids = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
-        else:
-            drop_ids = force_drop_ids == 1
-        return torch.where(drop_ids, torch.full_like(labels, self.null_class), labels)
+    def token_drop(self, labels: Tensor, drop: Tensor) -> Tensor:
+        """Replace labels by the null class where the (B,) bool mask ``drop`` is True."""
+        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
 
-    def forward(self, labels: Tensor, train: bool, force_drop_ids: Tensor | None = None) -> Tensor:  # (B,) -> (B, D)
-        use_dropout = self.dropout_prob > 0
-        if (train and use_dropout) or (force_drop_ids is not None):
-            labels = self.token_drop(labels, force_drop_ids)
+    def forward(self, labels: Tensor, drop: Tensor | None = None) -> Tensor:  # (B,) -> (B, D)
+        if drop is not None:
+            labels = self.token_drop(labels, drop)
         return self.embedding_table(labels)
 
 
@@ -308,7 +310,7 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm_final(x), shift, scale))
 
 
-class DiT(nn.Module):
+class DiT(RecordsInitArgs, nn.Module):
     """Diffusion transformer predicting the noise of its input.
 
     Args:
@@ -320,8 +322,9 @@ class DiT(nn.Module):
         num_heads: attention heads; must divide hidden_size.
         mlp_ratio: MLP hidden width / D.
         num_classes: 0 for an unconditional model, else the number of classes of ``y``.
-        class_dropout_prob: label dropout rate in training; > 0 creates the null class used by
-            ``forward_with_cfg`` and by ``y=None`` in a class-conditional model.
+        null_class: with num_classes > 0, learn an extra null-class embedding (index num_classes): the input of
+            dropped labels in training (``DiffusionModule.label_dropout``) and of ``drop_labels`` /
+            ``forward_with_cfg`` (DiT's class_dropout_prob > 0).
         pos_embed_mode: ``add`` (position table of width D added to the projected tokens) or
             ``concat`` (token = [z; e], z = projected token of width D - pos_dim, e = position
             embedding of width pos_dim; paper 2, Appendix F: 16 + 16).
@@ -331,12 +334,13 @@ class DiT(nn.Module):
         qkv_bias: biases in the Q/K/V projection (DiT: True). The paper's eq. (1) has none.
 
     ``forward(x, t, y)`` takes t as a (B,) float tensor (the schedule's ``model_time``) and
-    returns a tensor of x's shape.
+    returns a tensor of x's shape. ``condition_names`` lists the conditioning inputs (``("y",)`` for a
+    class-conditional model, else empty): what ``DiffusionModule.condition_keys`` must name.
     """
 
     def __init__(self, input_shape: Sequence[int] = (128, 8), patch_size: int = 2, hidden_size: int = 32,
                  depth: int = 12, num_heads: int = 4, mlp_ratio: float = 4.0, num_classes: int = 0,
-                 class_dropout_prob: float = 0.1, pos_embed_mode: PosEmbedMode = "concat", pos_dim: int = 16,
+                 null_class: bool = True, pos_embed_mode: PosEmbedMode = "concat", pos_dim: int = 16,
                  learned_pos_embed: bool = False, qkv_bias: bool = True):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
@@ -352,8 +356,6 @@ class DiT(nn.Module):
             raise ValueError(f"dit.mlp_ratio must be > 0; got {mlp_ratio}")
         if num_classes < 0:
             raise ValueError(f"dit.num_classes must be >= 0 (0 = unconditional); got {num_classes}")
-        if not 0 <= class_dropout_prob < 1:
-            raise ValueError(f"dit.class_dropout_prob must lie in [0, 1); got {class_dropout_prob}")
         if pos_embed_mode not in ("add", "concat"):
             raise ValueError(f"dit.pos_embed_mode must be 'add' or 'concat'; got {pos_embed_mode!r}")
         if pos_embed_mode == "concat" and not 0 < pos_dim < hidden_size:
@@ -375,7 +377,7 @@ class DiT(nn.Module):
         token_embed_dim = hidden_size - pos_dim if pos_embed_mode == "concat" else hidden_size
         self.x_embedder = nn.Linear(self.adapter.token_in_dim, token_embed_dim, bias=True)
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
+        self.y_embedder = LabelEmbedder(num_classes, hidden_size, bool(null_class)) if num_classes > 0 else None
         table = self.adapter.position_table(self.pos_dim)[None]  # (1, T, pos_dim)
         self.pos_embed = nn.Parameter(table, requires_grad=learned_pos_embed)
         self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, qkv_bias) for _ in range(depth)])
@@ -426,39 +428,89 @@ class DiT(nn.Module):
             return z + pos
         return torch.cat([z, pos.expand(z.shape[0], -1, -1)], dim=-1)  # (B, T, D)
 
-    # ------------------------------------------------------------------ forward passes
-    def conditioning(self, t: Tensor, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
-        """c = t_embedder(t) (+ y_embedder(y)), shape (B, D). y=None uses the null class."""
+    # ------------------------------------------------------------------ conditioning
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """The conditioning inputs of ``forward``: ("y",) for a class-conditional model, else ()."""
+        return ("y",) if self.y_embedder is not None else ()
+
+    @property
+    def has_null_class(self) -> bool:
+        """True when dropped labels (``drop_labels``) and classifier-free guidance are available."""
+        return self.y_embedder is not None and self.y_embedder.use_null_class
+
+    def _drop_mask(self, drop_labels: bool | Tensor, batch: int, device: torch.device) -> Tensor | None:
+        """``drop_labels`` as a (B,) bool mask, or None when no row is dropped."""
+        if isinstance(drop_labels, Tensor):
+            if drop_labels.shape != (batch,):
+                raise ValueError(f"dit: drop_labels must be a bool or a ({batch},) mask; got shape "
+                                 f"{tuple(drop_labels.shape)}")
+            mask = drop_labels.to(device=device, dtype=torch.bool)
+        elif drop_labels:
+            mask = torch.ones(batch, dtype=torch.bool, device=device)
+        else:
+            return None
+        if not self.has_null_class:
+            raise ValueError("dit: drop_labels needs the null class: set dit.null_class: true (and num_classes > 0)")
+        return mask
+
+    def conditioning(self, t: Tensor, y: Tensor | None, batch: int, device: torch.device,
+                     drop_labels: bool | Tensor = False) -> Tensor:
+        """c = t_embedder(t) (+ y_embedder(y)), shape (B, D).
+
+        A class-conditional model needs labels y (B,) in [0, num_classes), unless ``drop_labels`` is True
+        (every row gets the null class; y may be None) or a (B,) bool mask (those rows get the null class).
+        An unconditional model takes neither.
+        """
         t = torch.as_tensor(t, device=device)
         if t.dim() == 0:
             t = t.expand(batch)
         c = self.t_embedder(t)  # (B, D)
-        if self.y_embedder is not None:
-            if y is None:
-                if self.y_embedder.dropout_prob <= 0:
-                    raise ValueError("dit: y=None needs the null class, which exists only when class_dropout_prob > 0")
-                y = torch.full((batch,), self.y_embedder.null_class, device=device, dtype=torch.long)
-            c = c + self.y_embedder(y, self.training)
-        return c
+        if self.y_embedder is None:
+            if y is not None or (isinstance(drop_labels, Tensor) or drop_labels):
+                raise ValueError("dit: labels y / drop_labels given to an unconditional DiT (num_classes = 0)")
+            return c
+        drop = self._drop_mask(drop_labels, batch, device)
+        if y is None:
+            if drop is None or not bool(drop.all()):
+                raise ValueError(f"dit: this DiT is class-conditional (num_classes = {self.num_classes}): pass labels "
+                                 f"y of shape ({batch},), or drop_labels=True for the null class (unconditional)")
+            y = torch.full((batch,), self.y_embedder.null_class, device=device, dtype=torch.long)
+        else:
+            y = torch.as_tensor(y, device=device)
+            if y.shape != (batch,) or y.is_floating_point():
+                raise ValueError(f"dit: labels y must be integers of shape ({batch},); got {y.dtype} "
+                                 f"{tuple(y.shape)}")
+            if bool(((y < 0) | (y >= self.num_classes)).any()):
+                raise ValueError(f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
+                                 f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)")
+        return c + self.y_embedder(y, drop)
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        """x: (B, N, d) or (B, C, H, W); t: (B,) or scalar float timesteps; y: (B,) int labels or None."""
+    # ------------------------------------------------------------------ forward passes
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, drop_labels: bool | Tensor = False) -> Tensor:
+        """x: (B, N, d) or (B, C, H, W); t: (B,) or scalar float timesteps; y: (B,) int labels (class-conditional
+        model); drop_labels: True or a (B,) bool mask: the null class for those rows (see ``conditioning``)."""
         h = self.embed_tokens(x)  # (B, T, D)
-        c = self.conditioning(t, y, x.shape[0], x.device)  # (B, D)
+        c = self.conditioning(t, y, x.shape[0], x.device, drop_labels)  # (B, D)
         for block in self.blocks:
             h = block(h, c)  # (B, T, D)
         out = self.final_layer(h, c)  # (B, T, token_out_dim)
         return self.adapter.from_tokens(out)  # x's shape
 
     def forward_with_cfg(self, x: Tensor, t: Tensor, y: Tensor, cfg_scale: float) -> Tensor:
-        """Classifier-free guidance: eps_uncond + cfg_scale (eps_cond - eps_uncond), one batched pass."""
-        if self.y_embedder is None or self.y_embedder.dropout_prob <= 0:
-            raise ValueError("dit: forward_with_cfg needs num_classes > 0 and class_dropout_prob > 0 (a null class)")
+        """Classifier-free guidance (Ho & Salimans 2022; DiT's ``forward_with_cfg``), one batched pass of 2B:
+
+            eps = eps(x, t, null) + cfg_scale (eps(x, t, y) - eps(x, t, null))
+
+        cfg_scale = 1 is the conditional prediction (up to rounding), 0 the unconditional one."""
+        if not self.has_null_class:
+            raise ValueError("dit: forward_with_cfg needs num_classes > 0 and dit.null_class: true (a null class)")
         B = x.shape[0]
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(B) if t.dim() == 0 else t
-        y_null = torch.full_like(y, self.y_embedder.null_class)
-        out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_null]))
+        y = torch.as_tensor(y, device=x.device)
+        drop = torch.cat([torch.zeros(B, dtype=torch.bool), torch.ones(B, dtype=torch.bool)]).to(x.device)
+        out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y]), drop_labels=drop)  # (2B, ...)
         cond, uncond = out[:B], out[B:]
         return uncond + cfg_scale * (cond - uncond)
 
@@ -494,14 +546,15 @@ class DiT(nn.Module):
         return records  # type: ignore[return-value]
 
     @torch.no_grad()
-    def attention_logits(self, x: Tensor, t: Tensor, y: Tensor | None = None, layer: int = -1) -> Tensor:
+    def attention_logits(self, x: Tensor, t: Tensor, y: Tensor | None = None, layer: int = -1,
+                         drop_labels: bool | Tensor = False) -> Tensor:
         """Pre-softmax logits S / sqrt(hd) of one layer, averaged over heads: (B, T, T), query rows.
 
         Runs one extra forward pass with recording on (``protocols.ExposesAttention``); t is the
         model time, as for ``forward``.
         """
         with self.recording_attention():
-            self.forward(x, t, y)
+            self.forward(x, t, y, drop_labels)
             record = self.attention_records()[layer]
             return record["scores"].mean(1) * self.blocks[layer].attn.scale
 

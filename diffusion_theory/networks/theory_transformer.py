@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffusion_theory.init_config import RecordsInitArgs  # checkpoints record the constructor arguments
 
-class OneLayerTransformer(nn.Module):
+
+class OneLayerTransformer(RecordsInitArgs, nn.Module):
     """Eq. (1). ``forward(x, t)`` takes noisy tokens (B, P, d) and integer steps t in {1..T} (B,).
 
     Args:
