@@ -1,0 +1,226 @@
+"""What every paper's sweep shares: runs cached by their overrides, their metrics, the report, the grid file.
+
+A sweep run is an ordinary ``scripts/fit.py`` run (same CLI, its own run folder); the sweep only chooses
+the overrides, reads the run's ``metrics.csv`` and writes sections of the markdown report
+(``docs/reproduction.md``) between ``<!-- key:start -->`` and ``<!-- key:end -->`` markers, leaving
+everything else in the file alone.
+"""
+from __future__ import annotations
+
+import abc
+import csv
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from matplotlib.figure import Figure
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: configs/ and docs/ live here
+DEFAULT_REPORT = REPO / "docs" / "reproduction.md"
+
+
+# ----------------------------------------------------------------------------------------
+# Runs and their metrics
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One training run of a sweep: a label for the report, the CLI overrides that define it, and (once fitted)
+    the rows of its ``metrics.csv``."""
+
+    name: str
+    overrides: list[str]
+    metrics: list[dict[str, str]] = field(default_factory=list)
+
+    def curve(self, metric: str) -> tuple[list[int], list[float]]:
+        """(steps, values) of every logged value of ``metric``, in logging order."""
+        pts = [(int(r["step"]), float(r[metric])) for r in self.metrics if r.get(metric) not in (None, "")]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def final(self, metric: str) -> float:
+        return self.curve(metric)[1][-1]
+
+    def at(self, metric: str, step: int) -> float:
+        """Value at the first validation at or after ``step`` (the last one if none)."""
+        steps, values = self.curve(metric)
+        for s, v in zip(steps, values):
+            if s + 1 >= step:
+                return v
+        return values[-1]
+
+
+def run_key(overrides: list[str]) -> str:
+    """The run folder's name: ``base`` for no overrides, else the overrides without their ``init_args.`` prefix,
+    e.g. ``--data.init_args.K=2`` -> ``K=2``. Runs are keyed by what defines them, not by the study that asks,
+    so a run shared by several studies (the base config) is trained once."""
+    if not overrides:
+        return "base"
+    return "_".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", o.split("init_args.")[-1].lstrip("-")) for o in overrides)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass
+class Sweep:
+    """Where a paper's runs live: ``<root>/<key>``, trained as the experiment ``root.name`` under ``root.parent``.
+
+    Args:
+        root: the folder of this paper's runs at this scale.
+        wandb: also log every run to W&B (``--run.wandb_mode=auto``); off: ``disabled``.
+    """
+
+    root: Path
+    wandb: bool = False
+
+    def run_dir(self, run: Run) -> Path:
+        return self.root / run_key(run.overrides)
+
+    def fit(self, config: str, study: str, run: Run, common: list[str]) -> Run:
+        """Train ``run`` (``config`` + ``common`` + ``run.overrides``) unless its folder already holds metrics and a
+        last checkpoint, then read its metrics into ``run``."""
+        from diffusion_theory.cli import DiffusionCLI
+
+        run_dir = self.run_dir(run)
+        if not (run_dir / "metrics.csv").exists() or not (run_dir / "checkpoints" / "last.ckpt").exists():
+            args = ["--config", str(REPO / config), f"--run.root={self.root.parent}",
+                    f"--run.experiment={self.root.name}", f"--run.name={run_key(run.overrides)}", "--run.monitor=null",
+                    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                    f"--run.wandb_mode={'auto' if self.wandb else 'disabled'}", *common, *run.overrides]
+            print(f"[reproduce] {study}/{run.name} -> {run_dir}", flush=True)
+            DiffusionCLI(args=args)
+        run.metrics = read_metrics(run_dir)
+        return run
+
+
+# ----------------------------------------------------------------------------------------
+# The report
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """The markdown report and its ``figures/`` folder beside it (figures are linked as ``figures/<name>.png``)."""
+
+    path: Path = DEFAULT_REPORT
+
+    @property
+    def figures(self) -> Path:
+        return self.path.parent / "figures"
+
+    def save(self, fig: Figure, name: str) -> str:
+        """Write ``figures/<name>.png``; returns its link relative to the report."""
+        from diffusion_theory import plotting
+
+        self.figures.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.figures / f"{name}.png")
+        plotting.close(fig)
+        return f"figures/{name}.png"
+
+    def copy_figure(self, run_dir: Path, name: str, as_name: str) -> str:
+        """Copy a run's ``figures/<name>.png`` (drawn by its diagnostics) to the report's ``figures/<as_name>.png``."""
+        self.figures.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run_dir / "figures" / f"{name}.png", self.figures / f"{as_name}.png")
+        return f"figures/{as_name}.png"
+
+    def write_section(self, key: str, text: str) -> None:
+        """Replace (or append) the block between ``<!-- key:start -->`` and ``<!-- key:end -->``."""
+        start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+        block = f"{start}\n{text.strip()}\n{end}"
+        body = self.path.read_text() if self.path.exists() else "# Reproduction report\n"
+        if start in body:
+            body = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, body, flags=re.S)
+        else:
+            body = body.rstrip() + "\n\n" + block + "\n"
+        self.path.write_text(body)
+
+
+# ----------------------------------------------------------------------------------------
+# Formatting and trends
+# ----------------------------------------------------------------------------------------
+
+def fmt(x: float) -> str:
+    """4 decimals, or scientific notation below 1e-3."""
+    return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def g3(x: float) -> str:
+    """3 significant digits (for quantities that span orders of magnitude)."""
+    return f"{x:.3g}"
+
+
+def ordered(values: list[float]) -> bool:
+    """Non-decreasing."""
+    return all(a <= b for a, b in zip(values, values[1:]))
+
+
+def monotone_decreasing(values: list[float]) -> bool:
+    """Strictly decreasing."""
+    return all(b < a for a, b in zip(values, values[1:]))
+
+
+def trend(values: list[float]) -> str:
+    if monotone_decreasing(values):
+        return "decreasing"
+    return "increasing" if monotone_decreasing(values[::-1]) else "not monotone"
+
+
+# ----------------------------------------------------------------------------------------
+# Experiments
+# ----------------------------------------------------------------------------------------
+
+def load_grid(path: Path) -> dict[str, Any]:
+    """A sweep grid (YAML): at least ``scales: {name: {...}}``."""
+    import yaml
+
+    grid = yaml.safe_load(Path(path).read_text())
+    if not isinstance(grid, dict) or not isinstance(grid.get("scales"), dict) or not grid["scales"]:
+        raise ValueError(f"{path}: a sweep grid needs a mapping `scales:` with at least one scale")
+    return grid
+
+
+class Experiment(abc.ABC):
+    """One paper's sweeps. Subclasses set ``name`` (the CLI name, the prefix of its report sections and of its grid
+    file ``configs/sweeps/<name>.yaml``) and ``studies``, and implement ``reproduce``.
+
+    Args:
+        grid: the sweep grid; None reads ``configs/sweeps/<name>.yaml``.
+    """
+
+    name: ClassVar[str]
+    studies: ClassVar[tuple[str, ...]]
+
+    def __init__(self, grid: dict[str, Any] | None = None):
+        self.grid = grid if grid is not None else load_grid(self.default_grid_path())
+
+    @classmethod
+    def default_grid_path(cls) -> Path:
+        return REPO / "configs" / "sweeps" / f"{cls.name}.yaml"
+
+    @property
+    def scales(self) -> list[str]:
+        return list(self.grid["scales"])
+
+    def check(self, scale: str, only: list[str] | None) -> None:
+        """One clear error for an unknown scale or study, before any run."""
+        if scale not in self.grid["scales"]:
+            raise ValueError(f"--scale: {self.name} has scales {', '.join(self.scales)}; got {scale!r}")
+        unknown = sorted(set(only or ()) - set(self.studies))
+        if unknown:
+            raise ValueError(f"--only: {self.name} has studies {', '.join(self.studies)}; got {', '.join(unknown)}")
+
+    def runs_root(self, root: Path, scale: str) -> Path:
+        """The folder of this paper's runs at ``scale`` under the sweep root (``--root``): ``<root>/<scale>/<name>``."""
+        return root / scale / self.name
+
+    def section(self, key: str) -> str:
+        """The report marker key of a study: ``<name>-<key>``."""
+        return f"{self.name}-{key}"
+
+    @abc.abstractmethod
+    def reproduce(self, scale: str, only: list[str] | None, sweep: Sweep, report: Report) -> None:
+        """Fit (or reuse) the runs of the studies in ``only`` (all if None) at ``scale`` and write their report
+        sections (and the paper's intro section)."""
