@@ -181,3 +181,57 @@ def test_float32_posterior_path_agrees_with_float64_at_paper_scale():
     # chunking does not change the result
     chunked = dist.posterior_token_labels(xt, s.alpha_bar(t), torch.float64, chunk=4)
     torch.testing.assert_close(chunked, dist.posterior_token_labels(xt, s.alpha_bar(t)))
+
+
+def brute_force_label_posterior(dist, xt, abar):
+    """p(Y_p = u | X^t), (P, M), by enumerating every (Z, Y) with the full joint density (Definition 1, eq. 2)."""
+    a = float(abar)
+    var = dist.rho ** 2 * a + 1 - a
+    subsets = [tuple(z) for z in itertools.combinations(range(dist.M), dist.K)]
+    P = xt.shape[0]
+    logs, onehots = [], []
+    for z in subsets:
+        pz = dist.pi_tilde[list(z)] / dist.pi_tilde[list(z)].sum()
+        for ys in itertools.product(range(dist.K), repeat=P):
+            labels = [z[k] for k in ys]
+            lp = sum(math.log(pz[k]) for k in ys)
+            lp += float(gaussian_logpdf(xt, math.sqrt(a) * dist.patterns[labels], var).sum())
+            logs.append(lp)
+            onehots.append(torch.nn.functional.one_hot(torch.tensor(labels), dist.M).double())
+    w = torch.softmax(torch.tensor(logs, dtype=torch.float64), 0)
+    return (w.view(-1, 1, 1) * torch.stack(onehots)).sum(0)
+
+
+@pytest.mark.parametrize("t", [1, 30, 50])
+def test_label_posterior_against_brute_force(t):
+    dist = make(d=5, M=5, K=3, P=3, rho=0.5, pi=[0.05, 0.15, 0.2, 0.25, 0.35])
+    s = LinearAlphaSchedule()
+    g = torch.Generator().manual_seed(10 + t)
+    sample = dist.sample(4, generator=g, dtype=torch.float64)
+    tt = torch.full((4,), t)
+    xt = s.add_noise(sample.x0, tt, torch.randn(sample.x0.shape, generator=g, dtype=torch.float64))
+    abar = s.alpha_bar(tt)
+    post = dist.posterior_token_labels(xt, abar, chunk=3)  # a chunk boundary inside the batch
+    torch.testing.assert_close(post.sum(-1), torch.ones(4, 3, dtype=torch.float64))
+    for b in range(4):
+        torch.testing.assert_close(post[b], brute_force_label_posterior(dist, xt[b], abar[b]), atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_bayes_eps_equals_posterior_mean_formula(dtype):
+    # bayes_eps adds the posterior product to c_t X^t chunk by chunk; eq. (6) written out from the posterior mean
+    dist = make(d=16, M=6, K=3, P=40, rho=0.3)
+    s = LinearAlphaSchedule()
+    g = torch.Generator().manual_seed(7)
+    sample = dist.sample(37, generator=g, dtype=dtype)  # 37: not a multiple of any chunk below
+    t = torch.randint(1, 51, (37,), generator=g)
+    xt = s.add_noise(sample.x0, t, torch.randn(sample.x0.shape, generator=g, dtype=dtype))
+    abar = s.alpha_bar(t)
+    c = dist.oracle_coefficient(abar).view(-1, 1, 1)
+    mean = dist.posterior_mean_patterns(xt, abar, torch.float64)
+    expected = c * (xt.double() - abar.sqrt().view(-1, 1, 1) * mean)
+    for chunk in (1, 5, 32, 64):
+        got = dist.bayes_eps(xt, abar, dtype, chunk=chunk)
+        assert got.dtype == dtype
+        tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(got.double(), expected, **tol)

@@ -13,7 +13,8 @@ Exact quantities used by the diagnostics:
     oracle risk per dimension    rho^2 abar_t / (rho^2 abar_t + 1 - abar_t) / 2                (eqs. 14, 33)
     Bayes noise estimate         E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t])             (eq. 6)
 where E[M_Y | X^t] comes from the exact posterior over the K-subset Z and the token labels Y,
-enumerating all C(M, K) subsets (see ``posterior_token_labels``).
+enumerating all C(M, K) subsets (see ``MTGM._label_posterior``): a few batched matrix products
+and a log-sum-exp over the subsets.
 """
 from __future__ import annotations
 
@@ -157,47 +158,64 @@ class MTGM:
         abar = abar.double()
         return 0.5 * self.rho ** 2 * abar / (self.rho ** 2 * abar + 1 - abar)
 
-    def posterior_token_labels(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64,
-                               chunk: int = 256) -> Tensor:
-        """Exact posterior p(Y_p = u | X^t), (B, P, M), enumerating every K-subset Z.
+    def _label_posterior(self, x: Tensor, abar: Tensor, dtype: torch.dtype) -> Tensor:
+        """p(Y_p = u | X^t) for one chunk, token-minor: (B, M, P). x: (B, P, d), abar: (B,).
 
-        Given Y, tokens are independent with x^t_p ~ N(sqrt(abar) mu_{Y_p}, s^2 I), s^2 = rho^2 abar + 1 - abar.
-        Since all ||mu_u|| are equal, the likelihood ratio of components is exp(sqrt(abar) x_p.mu_u / s^2) =: L_pu.
-            p(x_p | Z)    propto  sum_u pi_u(Z) L_pu               =: D_pZ   (a matrix product)
-            p(Z | X^t)    propto  prod_p D_pZ                       (Z uniform a priori)
-            p(Y_p=u|X^t)  =       L_pu sum_Z p(Z | X^t) pi_u(Z) / D_pZ
-        No sampling is involved. ``dtype`` float64 (default) is exact to rounding; float32 (the fast
-        evaluation path) keeps the sum over tokens of log D_pZ in float64 and agrees to ~1e-5.
-        Work is done in chunks of ``chunk`` data points to stay in cache.
+        Given Y, tokens are independent with x^t_p ~ N(sqrt(abar) mu_{Y_p}, s^2 I), s^2 = rho^2 abar + 1 - abar
+        (paper 1, Definition 1 and eq. 2). All ||mu_u|| are equal, so the likelihood ratio of the components is
+        L_up = exp(sqrt(abar) mu_u.x_p / s^2), normalised here to max_u L_up = 1 per token. Then
+            D_Zp         = sum_u pi_u(Z) L_up                   (n_Z, M) @ (B, M, P): p(x_p | Z) up to a factor of p
+            log p(Z|X^t) = sum_p log D_Zp + const               (Z uniform a priori; a log-sum-exp over Z)
+            p(Y_p=u|X^t) = L_up sum_Z pi_u(Z) p(Z|X^t) / D_Zp    (M, n_Z) @ (B, n_Z, P)
+        Tokens are the last (contiguous) axis, so the sum over tokens is a contiguous reduction and the two
+        matrix products batch over data points without transposes.
         """
-        if x_t.shape[0] > chunk:
-            return torch.cat([self.posterior_token_labels(x_t[i:i + chunk], abar[i:i + chunk], dtype, chunk)
-                              for i in range(0, x_t.shape[0], chunk)])
-        x = x_t.to(dtype)
+        x = x.to(dtype)  # (B, P, d)
         abar = abar.to(device=x.device, dtype=torch.float64).view(-1, 1, 1)
-        scale = (abar.sqrt() / (self.rho ** 2 * abar + 1 - abar)).to(dtype)  # sqrt(abar) / s^2
-        mu = self.patterns.to(device=x.device, dtype=dtype)
+        scale = (abar.sqrt() / (self.rho ** 2 * abar + 1 - abar)).to(dtype)  # (B, 1, 1)  sqrt(abar) / s^2
+        mu = self.patterns.to(device=x.device, dtype=dtype)  # (M, d)
         pis = self.subset_pi.to(device=x.device, dtype=dtype)  # (n_Z, M)
-        loglik = scale * (x @ mu.T)  # (B, P, M)
-        lik = (loglik - loglik.amax(-1, keepdim=True)).exp()  # (B, P, M), max entry 1 per token
-        mix = (lik @ pis.T).clamp_min(torch.finfo(dtype).tiny)  # (B, P, n_Z)  D_pZ
-        log_post_z = torch.sum(mix.log(), dim=1, dtype=torch.float64)  # (B, n_Z)
-        post_z = torch.softmax(log_post_z, dim=-1).to(dtype)
-        return lik * ((post_z.unsqueeze(1) / mix) @ pis)  # (B, P, M)
+        loglik = (mu @ x.mT).mul_(scale)  # (B, M, P)
+        lik = loglik.sub_(loglik.amax(1, keepdim=True)).exp_()  # (B, M, P), max entry 1 per token
+        mix = (pis @ lik).clamp_min_(torch.finfo(dtype).tiny)  # (B, n_Z, P)  D_Zp
+        log_post_z = mix.log().sum(-1, dtype=torch.float64)  # (B, n_Z), accumulated in float64
+        post_z = torch.softmax(log_post_z, dim=-1).to(dtype)  # (B, n_Z)  p(Z | X^t)
+        ratio = mix.reciprocal_().mul_(post_z.unsqueeze(-1))  # (B, n_Z, P)  p(Z | X^t) / D_Zp
+        return lik.mul_(pis.T @ ratio)  # (B, M, P)
+
+    def posterior_token_labels(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64,
+                               chunk: int = 32) -> Tensor:
+        """Exact posterior p(Y_p = u | X^t), (B, P, M), enumerating every K-subset Z (see ``_label_posterior``).
+
+        No sampling is involved. ``dtype`` float64 (default) is exact to rounding; float32 (the fast
+        evaluation path) keeps the sum over tokens of log D_Zp in float64 and agrees to ~1e-5.
+        Work is done in chunks of ``chunk`` data points so that the (chunk, C(M, K), P) intermediates stay in cache.
+        """
+        out = torch.empty(*x_t.shape[:-1], self.M, dtype=dtype, device=x_t.device)  # (B, P, M)
+        for i in range(0, x_t.shape[0], chunk):
+            out[i:i + chunk] = self._label_posterior(x_t[i:i + chunk], abar[i:i + chunk], dtype).mT
+        return out
 
     def posterior_mean_patterns(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
         """E[M_Y | X^t] = sum_u p(Y_p = u | X^t) mu_u, (B, P, d) in ``dtype``."""
         return self.posterior_token_labels(x_t, abar, dtype) @ self.patterns.to(device=x_t.device, dtype=dtype)
 
-    def bayes_eps(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
-        """The MMSE noise estimate E[E | X^t] (the Bayes-optimal denoiser of eq. 6). x_t: (B, P, d).
+    def bayes_eps(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64, chunk: int = 32) -> Tensor:
+        """The MMSE noise estimate E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t]) (paper 1 eqs. 6, 16). x_t: (B, P, d).
 
         ``dtype``: arithmetic of the posterior (see ``posterior_token_labels``); the result has x_t's dtype.
+        Computed chunk by chunk: c_t X^t plus the (B P, M) @ (M, d) product of the posterior with -c_t sqrt(abar_t) mu.
         """
-        abar = abar.to(x_t.device)
-        c = self.oracle_coefficient(abar).view(-1, 1, 1).to(dtype)
-        mean = self.posterior_mean_patterns(x_t, abar, dtype)
-        out = c * (x_t.to(dtype) - abar.double().sqrt().view(-1, 1, 1).to(dtype) * mean)
+        abar = abar.to(device=x_t.device, dtype=torch.float64)
+        c = self.oracle_coefficient(abar)  # (B,)
+        c_mean = (-c * abar.sqrt()).to(dtype).view(-1, 1, 1)  # (B, 1, 1)
+        c = c.to(dtype).view(-1, 1, 1)
+        mu = self.patterns.to(device=x_t.device, dtype=dtype)  # (M, d)
+        out = torch.empty(x_t.shape, dtype=dtype, device=x_t.device)  # (B, P, d)
+        for i in range(0, x_t.shape[0], chunk):
+            post = self._label_posterior(x_t[i:i + chunk], abar[i:i + chunk], dtype).mul_(c_mean[i:i + chunk])
+            o = torch.mul(x_t[i:i + chunk].to(dtype), c[i:i + chunk], out=out[i:i + chunk])  # (b, P, d)
+            o.baddbmm_(post.mT, mu.expand(post.shape[0], -1, -1))  # + (b, P, M) @ (M, d)
         return out.to(x_t.dtype)
 
     # -- theory quantities ------------------------------------------------------------------
