@@ -23,6 +23,7 @@ from torch import Tensor
 from diffusion_theory.init_config import RecordsInitArgs  # checkpoints record the constructor arguments
 
 TimeSampling = Literal["uniform", "first", "last"]
+EvalSpacing = Literal["log_snr", "alpha_bar"]
 
 
 class NoiseSchedule(RecordsInitArgs, torch.nn.Module, abc.ABC):
@@ -59,11 +60,18 @@ class DiscreteSchedule(NoiseSchedule):
         alphas: (T,) per-step alpha_t = 1 - beta_t, each in (0, 1).
         time_sampling: which steps training draws from (paper 1, Fig. 2D):
             ``uniform`` over [T], ``first`` = the first 40 % of steps, ``last`` = the last 40 %.
+        n_eval_steps: the evaluation grid (``eval_times``): null (the default) = every step of the training
+            range; n = n distinct steps of that range, evenly spaced in noise level (``eval_spacing``), always
+            including its first and last step. A 1000-step image DDPM validates on e.g. 20 steps.
+        eval_spacing: the noise level the n steps are evenly spaced in: ``log_snr`` (default), equal steps of
+            log(abar_t / (1 - abar_t)), dense at both ends of the chain where a linear schedule's noise level
+            changes fastest; or ``alpha_bar``, equal steps of abar_t (sparse near t = 1).
     """
 
     discrete = True
 
-    def __init__(self, alphas: Tensor, time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+    def __init__(self, alphas: Tensor, time_sampling: TimeSampling = "uniform", fraction: float = 0.4,
+                 n_eval_steps: int | None = None, eval_spacing: EvalSpacing = "log_snr"):
         super().__init__()
         alphas = torch.as_tensor(alphas, dtype=torch.float64)
         if alphas.dim() != 1 or alphas.numel() < 1:
@@ -79,6 +87,14 @@ class DiscreteSchedule(NoiseSchedule):
         self.fraction = fraction
         self.register_buffer("alphas", alphas, persistent=False)
         self.register_buffer("alpha_bars", torch.cumprod(alphas, 0), persistent=False)  # (T,)
+        if eval_spacing not in ("log_snr", "alpha_bar"):
+            raise ValueError(f"schedule.eval_spacing must be 'log_snr' or 'alpha_bar'; got {eval_spacing!r}")
+        lo, hi = self.time_range
+        if n_eval_steps is not None and (int(n_eval_steps) != n_eval_steps or not 1 <= n_eval_steps <= hi - lo + 1):
+            raise ValueError(f"schedule.n_eval_steps must be null (every step) or an integer in [1, {hi - lo + 1}] "
+                             f"(the number of training steps, {lo}..{hi}); got {n_eval_steps}")
+        self.n_eval_steps = None if n_eval_steps is None else int(n_eval_steps)
+        self.eval_spacing: EvalSpacing = eval_spacing
 
     def alpha_bar(self, t: Tensor) -> Tensor:  # t: (B,) ints in [1, T]
         return self.alpha_bars.to(t.device)[t.long() - 1]
@@ -98,11 +114,23 @@ class DiscreteSchedule(NoiseSchedule):
         return torch.randint(lo, hi + 1, (n,), generator=generator, device=device)
 
     def eval_times(self) -> Tensor:
-        """Every step of the training range (all of [T] for ``uniform``): evaluation averages exactly over the
-        training distribution of t, so the loss is eq. (3) of the objective being trained (Fig. 2D compares
-        strategies by the excess risk of their own objective; steps never trained keep their initial v_t)."""
+        """The evaluation grid, ascending int64 steps (n_t,), within the training range (all of [T] for ``uniform``).
+
+        Default (``n_eval_steps`` null): every step of the training range, so evaluation averages exactly over
+        the training distribution of t and the loss is paper 1 (MTGM) eq. (3) of the objective being trained
+        (Fig. 2D compares strategies by the excess risk of their own objective; steps never trained keep their
+        initial v_t). With ``n_eval_steps`` = n: ``noise_level_grid`` of the range."""
         lo, hi = self.time_range
-        return torch.arange(lo, hi + 1)
+        steps = torch.arange(lo, hi + 1)
+        if self.n_eval_steps is None or self.n_eval_steps == steps.numel():
+            return steps
+        level = self.noise_level(steps)
+        return steps[noise_level_grid(level, self.n_eval_steps)]
+
+    def noise_level(self, t: Tensor) -> Tensor:
+        """The quantity ``eval_spacing`` spaces evenly: log(abar_t / (1 - abar_t)) or abar_t, float64 (decreasing in t)."""
+        abar = self.alpha_bar(t)
+        return torch.log(abar) - torch.log1p(-abar) if self.eval_spacing == "log_snr" else abar
 
     def snr(self) -> Tensor:
         """abar_t / (1 - abar_t) for every t (Luo, 2022)."""
@@ -113,7 +141,8 @@ class LinearAlphaSchedule(DiscreteSchedule):
     """Paper 1, Sec. 5.1: alpha_t = alpha_1 - (alpha_1 - alpha_T)(t - 1)/(T - 1), abar_t = prod alpha_i."""
 
     def __init__(self, T: int = 50, alpha_1: float = 0.98, alpha_T: float = 0.95,
-                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4, n_eval_steps: int | None = None,
+                 eval_spacing: EvalSpacing = "log_snr"):
         if T < 1:
             raise ValueError(f"schedule.T must be >= 1; got {T}")
         for name, a in (("alpha_1", alpha_1), ("alpha_T", alpha_T)):
@@ -124,17 +153,42 @@ class LinearAlphaSchedule(DiscreteSchedule):
         else:
             s = torch.arange(T, dtype=torch.float64) / (T - 1)
             alphas = alpha_1 - (alpha_1 - alpha_T) * s
-        super().__init__(alphas, time_sampling, fraction)
+        super().__init__(alphas, time_sampling, fraction, n_eval_steps, eval_spacing)
 
 
 class LinearBetaSchedule(DiscreteSchedule):
     """Ho et al. (2020) and the DiT code base: beta_t linear from beta_start to beta_end over T steps."""
 
     def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4):
+                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4, n_eval_steps: int | None = None,
+                 eval_spacing: EvalSpacing = "log_snr"):
         if T < 1:
             raise ValueError(f"schedule.T must be >= 1; got {T}")
         if not 0 < beta_start <= beta_end < 1:
             raise ValueError(f"schedule: need 0 < beta_start <= beta_end < 1; got {beta_start}, {beta_end}")
         betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-        super().__init__(1 - betas, time_sampling, fraction)
+        super().__init__(1 - betas, time_sampling, fraction, n_eval_steps, eval_spacing)
+
+
+def noise_level_grid(level: Tensor, n: int) -> Tensor:
+    """Indices of n distinct entries of a monotone sequence ``level`` (m,), n <= m, evenly spaced in its value.
+
+    Targets level[0] + (level[-1] - level[0]) k / (n - 1), k = 0..n-1 (the midpoint for n = 1); each takes the
+    nearest entry, then collisions (where the level changes by more than one target step per entry) are pushed
+    apart to the next free entries, keeping the ends: the result is ascending, distinct, and contains 0 and
+    m - 1 for n >= 2. Returns int64 (n,).
+    """
+    m = level.numel()
+    if not 1 <= n <= m:
+        raise ValueError(f"noise_level_grid: need 1 <= n <= {m}; got {n}")
+    level = level.double()
+    if n == 1:
+        targets = (level[:1] + level[-1:]) / 2
+    else:
+        targets = torch.linspace(float(level[0]), float(level[-1]), n, dtype=torch.float64)
+    idx = (level.view(1, -1) - targets.view(-1, 1)).abs().argmin(1).tolist()  # nearest entry of each target
+    for k in range(1, n):  # distinct and ascending, from the left
+        idx[k] = max(idx[k], idx[k - 1] + 1)
+    for k in range(n - 1, -1, -1):  # within [0, m - 1], from the right
+        idx[k] = min(idx[k], m - 1 - (n - 1 - k))
+    return torch.tensor(idx, dtype=torch.int64)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from diffusion_theory.diffusion.evaluation import evaluation_noise, expand_over_times
+from diffusion_theory.diffusion.evaluation import evaluation_noise, expand_over_times, needs_noisy_grid
 from diffusion_theory.init_config import init_config
 from diffusion_theory.diffusion.schedules import NoiseSchedule
 from diffusion_theory.networks.ema import EMA
@@ -226,13 +226,20 @@ class DiffusionModule(pl.LightningModule):
         return loss
 
     # -- evaluation --------------------------------------------------------------------------
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Every sample at every evaluation time. Returns what the diagnostics need (sample-major)."""
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor] | None:
+        """Every sample at every time of ``schedule.eval_times()``, with the fixed evaluation noise (drawn on the
+        batch's device, ``diffusion.evaluation``). Returns what the batch diagnostics need (sample-major).
+
+        Skipped (returns None, no val/ddpm_loss) when nothing reads the noisy grid: the run's diagnostics are all
+        weight or generation diagnostics and no checkpoint monitors val/ddpm_loss (``needs_noisy_grid``)."""
+        trainer = self._trainer
+        if trainer is not None and not needs_noisy_grid(trainer.callbacks):
+            return None
         x0 = batch["x0"]  # (B, ...)
         times = self.schedule.eval_times()  # (n_t,)
         n_t = times.numel()
-        noise = evaluation_noise(batch["index"].cpu(), n_t, tuple(x0.shape[1:]), self.eval_noise_seed,
-                                 dtype=x0.dtype).to(x0.device).flatten(0, 1)  # (B n_t, ...)
+        noise = evaluation_noise(batch["index"], n_t, tuple(x0.shape[1:]), self.eval_noise_seed, dtype=x0.dtype,
+                                 device=x0.device).flatten(0, 1)  # (B n_t, ...)
         t = times.repeat(x0.shape[0]).to(x0.device)  # (B n_t,)
         cond = {k: expand_over_times(v, n_t) for k, v in self.conditioning(batch).items()}
         x0_rep = expand_over_times(x0, n_t)
