@@ -11,7 +11,7 @@ every ``every_n_epochs``-th validation (never in the sanity check) and is one of
                 ``MeanMetric``s over the batches. E.g. ScoreError, OracleRisk, PatternAttention.
     weights     ``WeightDiagnostic``: computed from the model itself (its weights, its schedule) and the data's
                 analytic truth, once per validation epoch; no batch, no generation. E.g. QKBlockNorms, OutputScale.
-    generation  ``GenerationDiagnostic`` (``callbacks.generation``): generates samples with the model and measures
+    generation  ``GenerationDiagnostic`` (``callbacks.generation_diagnostic``): generates samples with the model and measures
                 them, e.g. CovarianceError, AttentionAlongSampling, or a streamed torchmetrics state (FID-like).
 
 Only batch diagnostics read the noisy evaluation grid: a run whose diagnostics are all of the other two

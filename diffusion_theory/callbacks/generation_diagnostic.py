@@ -10,7 +10,7 @@ Two ways to write one:
                                    syncs the states in ``compute`` (an FID needs only feature sums).
 
 Under DDP the n samples are cut into fixed chunks, chunk k drawn with its own generator seeded by (seed, k);
-rank r of w draws chunks r, r + w, ... (``epoch_diagnostic.for_each_chunk``), so the samples, and the
+rank r of w draws chunks r, r + w, ... (``diffusion.generation.for_each_chunk``), so the samples, and the
 metrics, do not depend on the number of processes.
 """
 from __future__ import annotations
