@@ -23,3 +23,13 @@ def test_reproduce_mtgm_smoke_writes_report_section(tmp_path):
     # a second run replaces the section instead of appending a copy
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and report.read_text().count("<!-- mtgm-fig2d:start -->") == 1
+
+
+def test_reproduce_rejects_an_unknown_scale_or_study_before_any_run(tmp_path):
+    for script, args, message in (("reproduce.py", ["mtgm", "--scale", "huge"], "--scale: mtgm has scales cpu, paper, smoke"),
+                                  ("reproduce.py", ["mtgm", "--only", "fig9"], "--only: mtgm has studies fig2a"),
+                                  ("reproduce_gp.py", ["--only", "fig2b"], "--only: gp has studies fig4a, attention, white")):
+        res = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args, "--root", str(tmp_path / "runs"),
+                              "--report", str(tmp_path / "r.md")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2 and message in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()
