@@ -21,3 +21,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def with_atomic_checkpoint_io(plugins: Any) -> list:
+    """The trainer's plugins with ``AtomicCheckpointIO`` appended, unless they already hold a ``CheckpointIO``
+    (the user's choice wins). ``plugins``: None, one plugin or a list, as ``Trainer(plugins=...)`` takes them."""
+    from lightning.fabric.plugins import CheckpointIO
+
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins

@@ -32,9 +32,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import WandbLogger
 
 from diffusion_theory import registry
-from diffusion_theory.checkpointing import AtomicCheckpointIO
+from diffusion_theory.artifacts import CheckpointArtifacts
+from diffusion_theory.checkpointing import with_atomic_checkpoint_io
 from diffusion_theory.loggers import RunCSVLogger
 from diffusion_theory.protocols import require
+from diffusion_theory.slurm import requeue_checkpoint
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
 
@@ -53,6 +55,8 @@ class RunConfig:
         monitor: metric that selects the best checkpoint (None: keep only ``last.ckpt``).
         monitor_mode: ``min`` or ``max``.
         checkpoint_every_n_steps: also write ``last.ckpt`` every n training steps (None: at each validation).
+        log_checkpoints: at the end of a successful fit, log ``last.ckpt`` and ``best.ckpt`` to W&B as a model
+            artifact (``diffusion_theory.artifacts``; an offline run uploads it with ``wandb sync``).
     """
 
     experiment: str = "default"
@@ -64,6 +68,7 @@ class RunConfig:
     monitor: str | None = "val/ddpm_loss"
     monitor_mode: Literal["min", "max"] = "min"
     checkpoint_every_n_steps: int | None = None
+    log_checkpoints: bool = False
 
 
 # ----------------------------------------------------------------------------------------
@@ -88,6 +93,8 @@ def resolve_run_dir(run: RunConfig, resuming: bool) -> Path:
             raise FileNotFoundError(f"ckpt_path=last: no run of experiment {run.experiment!r} under {base} "
                                     f"has checkpoints/last.ckpt; pass --run.name=<run> or a checkpoint path")
         return runs[-1]
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run started by `wandb agent`
+        return base / _safe(f"sweep-{os.environ['WANDB_RUN_ID']}")
     for env in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
         if os.environ.get(env) and os.environ[env] != "none":
             return base / _safe(f"{env.split('_')[0].lower()}-{os.environ[env]}")
@@ -197,7 +204,7 @@ class DiffusionCLI(LightningCLI):
                 raise FileNotFoundError(f"ckpt_path: {cfg.ckpt_path} does not exist")
             self.resume_from = cfg.ckpt_path
         else:
-            self.resume_from = None
+            self.resume_from = requeue_checkpoint(self.run_dir)  # a requeued SLURM job continues (slurm.py)
         cfg.trainer.default_root_dir = str(self.run_dir)
 
     def build_loggers(self) -> list:
@@ -223,8 +230,9 @@ class DiffusionCLI(LightningCLI):
                                              mode=run.monitor_mode, save_top_k=1, enable_version_counter=False))
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = self.build_loggers()
-        if not trainer_cfg.get("plugins"):
-            kwargs["plugins"] = [AtomicCheckpointIO()]
+        kwargs["plugins"] = with_atomic_checkpoint_io(trainer_cfg.get("plugins"))
+        if run.log_checkpoints:
+            callbacks.append(CheckpointArtifacts(ckpt_dir, monitor=run.monitor))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
