@@ -14,7 +14,7 @@ import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from diffusion_theory.experiments.common import Experiment, Report, Sweep, load_grid
+from diffusion_theory.experiments.common import REPO, Experiment, Report, Sweep, load_grid
 
 ENTRY_POINT_GROUP = "diffusion_theory.experiments"
 
@@ -43,7 +43,7 @@ def experiment_class(name: str) -> type[Experiment]:
     return cls
 
 
-def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path = Path("runs/reproduce"),
+def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path = REPO / "runs" / "reproduce",
               wandb: bool = False, report: Path | None = None, grid: Path | None = None) -> None:
     """Run experiment ``name``'s studies ``only`` (all if None) at ``scale`` and update the report.
 
