@@ -33,9 +33,10 @@ from lightning.pytorch.loggers import WandbLogger
 
 from diffusion_theory import registry
 from diffusion_theory.artifacts import CheckpointArtifacts
-from diffusion_theory.checkpointing import with_atomic_checkpoint_io
-from diffusion_theory.loggers import RunCSVLogger
-from diffusion_theory.protocols import require
+from diffusion_theory.checkpointing import LastCheckpoint, with_atomic_checkpoint_io
+from diffusion_theory.datamodules.shapes import check_sample_shape
+from diffusion_theory.loggers import RunCSVLogger, TrimMetricsOnResume
+from diffusion_theory.protocols import check_requirements
 from diffusion_theory.slurm import requeue_checkpoint
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
@@ -54,7 +55,8 @@ class RunConfig:
         wandb_entity: W&B entity (team or user); None uses the default of the credentials.
         monitor: metric that selects the best checkpoint (None: keep only ``last.ckpt``).
         monitor_mode: ``min`` or ``max``.
-        checkpoint_every_n_steps: also write ``last.ckpt`` every n training steps (None: at each validation).
+        checkpoint_every_n_steps: write ``last.ckpt`` also every n training steps (it is always written at
+            each validation and at the end of training).
         log_checkpoints: at the end of a successful fit, log ``last.ckpt`` and ``best.ckpt`` to W&B as a model
             artifact (``diffusion_theory.artifacts``; an offline run uploads it with ``wandb sync``).
     """
@@ -223,8 +225,8 @@ class DiffusionCLI(LightningCLI):
         callbacks = list(trainer_cfg.get("callbacks") or [])
         run = self.run_config
         ckpt_dir = str(self.run_dir / "checkpoints")
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                         every_n_train_steps=run.checkpoint_every_n_steps))
+        callbacks.append(LastCheckpoint(ckpt_dir, every_n_train_steps=run.checkpoint_every_n_steps))
+        callbacks.append(TrimMetricsOnResume())
         if run.monitor:
             callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=run.monitor,
                                              mode=run.monitor_mode, save_top_k=1, enable_version_counter=False))
@@ -250,11 +252,11 @@ class DiffusionCLI(LightningCLI):
 
     def check_capabilities(self) -> None:
         """Before any run folder, W&B run or training step: every diagnostic's ``requires`` is met by the
-        data module and network (``MissingCapabilityError`` names the callback and the missing methods)."""
+        data module, network and auxiliary model (``MissingCapabilityError`` names the callback and the missing
+        methods)."""
+        check_sample_shape(self.datamodule, getattr(self.model, "network", None))  # data vs network input_shape
         for callback in self.trainer.callbacks:
-            for role, protocol in getattr(callback, "requires", ()):
-                obj = self.datamodule if role == "data" else getattr(self.model, "network", self.model)
-                require(obj, protocol, type(callback).__name__, role)
+            check_requirements(callback, self.datamodule, getattr(self.model, "network", self.model))
 
 
 def finish_wandb(trainer: Trainer, exit_code: int) -> None:

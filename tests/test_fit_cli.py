@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 import wandb_log
 from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, subprocess_env, tiny_mtgm_args
@@ -76,45 +77,140 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def test_resume_after_sigkill_restores_step_and_optimiser(tmp_path):
-    extra = ["--run.checkpoint_every_n_steps=5", "--data.init_args.steps_per_epoch=1000"]
-    args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
-    last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 240
-    step_at_kill = 0
-    while time.time() < deadline:
-        if last.exists():
-            try:
-                step_at_kill = torch.load(last, weights_only=False, map_location="cpu")["global_step"]
-            except Exception:  # being replaced this instant
-                step_at_kill = 0
-            if step_at_kill >= 15:
-                break
-        time.sleep(0.5)
-    # the whole job, as a scheduler kills its cgroup: W&B's service runs in a session of its own
+def kill_job(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole job, as a scheduler kills its cgroup: W&B's service runs in a session of its own."""
     for pid in [proc.pid, *descendants(proc.pid)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     proc.wait()
-    assert step_at_kill >= 15, proc.stderr.read().decode()[-2000:]
-    before = torch.load(last, weights_only=False, map_location="cpu")
-    s0 = before["global_step"]
-    adam_steps = before["optimizer_states"][0]["state"][0]["step"]
-    assert float(adam_steps) == s0
+
+
+def wait_for_checkpoint(path: Path, min_step: int, proc: subprocess.Popen, timeout: float = 240) -> int:
+    """Poll ``path`` until it holds a checkpoint of at least ``min_step``; returns its step (0 on time-out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists():
+            try:
+                step = torch.load(path, weights_only=True, map_location="cpu")["global_step"]
+            except Exception:  # being replaced this instant
+                step = 0
+            if step >= min_step:
+                return step
+        time.sleep(0.3)
+    return 0
+
+
+def metric_rows(run_dir: Path) -> list[tuple]:
+    """(step, metric, value) of every logged value in metrics.csv, in file order."""
+    return [(int(r["step"]), k, float(v)) for r in read_metrics(run_dir) for k, v in r.items()
+            if k not in ("step", "epoch") and v not in ("", None)]
+
+
+def assert_no_duplicate_steps(run_dir: Path) -> None:
+    keys = [(step, name) for step, name, _ in metric_rows(run_dir)]
+    assert len(keys) == len(set(keys)), "a metric is logged twice for one step"
+
+
+def test_default_run_writes_last_ckpt_at_each_validation(tmp_path):
+    """Pins the default checkpointing path against Lightning upgrades: no extra flag, and after the first
+    validation (step 10 of this config) last.ckpt holds step 10, before training ends."""
+    seen = {}
+
+    class Probe(Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 12:
+                path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+                seen["step"] = torch.load(path, weights_only=True)["global_step"] if path.exists() else None
+
+    cli = DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="pin", max_steps=15), run=False)
+    cli.trainer.callbacks.append(Probe())
+    cli.fit()
+    assert seen["step"] == 10
+    assert torch.load(tmp_path / "mtgm" / "pin" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 15
+
+
+def test_resume_after_sigkill_restores_the_exact_training_state(tmp_path):
+    """Default flags: killed after its second validation, resumed with --ckpt_path=last, the run ends with
+    the weights, optimiser, EMA, noise generator and metrics of an uninterrupted run of the same length."""
+    extra = ["--model.init_args.ema_decay=0.9", "--trainer.log_every_n_steps=1"]
+    total = 40
+    args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
+    last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
+    step_at_kill = wait_for_checkpoint(last, 20, proc)
+    kill_job(proc)
+    assert step_at_kill >= 20, proc.stderr.read().decode()[-2000:]
+    s0 = torch.load(last, weights_only=True)["global_step"]
+    assert s0 < total
     # resume with ckpt_path=last: no run name, the newest run of the experiment is found
-    resume = tiny_mtgm_args(tmp_path, name="killed", max_steps=s0 + 10, extra=extra) + ["--ckpt_path=last"]
-    resume = [a for a in resume if a != "--run.name=killed"]
-    fit(resume)
-    after = torch.load(last, weights_only=False, map_location="cpu")
-    assert after["global_step"] == s0 + 10
-    assert float(after["optimizer_states"][0]["state"][0]["step"]) == s0 + 10  # optimiser state was restored
+    resume = tiny_mtgm_args(tmp_path, name="killed", max_steps=total, extra=extra) + ["--ckpt_path=last"]
+    fit([a for a in resume if a != "--run.name=killed"])
+    fit(tiny_mtgm_args(tmp_path, name="straight", max_steps=total, extra=extra))
+    resumed = torch.load(last, weights_only=True)
+    straight = torch.load(tmp_path / "mtgm" / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == straight["global_step"] == total
+    assert float(resumed["optimizer_states"][0]["state"][0]["step"]) == total  # Adam's state was restored
+    assert any(k.startswith("ema.") for k in resumed["state_dict"])
+    for name, value in straight["state_dict"].items():  # network and EMA weights
+        torch.testing.assert_close(resumed["state_dict"][name], value, msg=name)
+    assert torch.equal(resumed["noise_generator_states"][0], straight["noise_generator_states"][0])
+    # metrics.csv: every step once, and the same values as the uninterrupted run
+    assert_no_duplicate_steps(tmp_path / "mtgm" / "killed")
+    got, want = metric_rows(tmp_path / "mtgm" / "killed"), metric_rows(tmp_path / "mtgm" / "straight")
+    # (the theory/ constants are logged once per fit, so the resumed fit logs them again at its first step)
+    assert sorted(k[:2] for k in got if not k[1].startswith("theory/")) == sorted(
+        k[:2] for k in want if not k[1].startswith("theory/"))
+    want_values = {k[:2]: k[2] for k in want}
+    for step, name, value in got:
+        if not name.startswith("theory/"):
+            assert value == pytest.approx(want_values[step, name], rel=1e-4, abs=1e-6), (step, name)
     # the same W&B run id continues
     run_dirs = sorted((tmp_path / "mtgm" / "killed" / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 2 and len({d.name.split("-", 3)[-1] for d in run_dirs}) == 1
+
+
+def test_ddp_rank_killed_then_resumed(tmp_path):
+    """Two CPU processes, rank 1 killed mid-run: the job stops; --ckpt_path=last continues it to the end
+    with both ranks' noise generators, the optimiser and the EMA restored, and no duplicate metric rows."""
+    extra = ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml"), "--model.init_args.ema_decay=0.9",
+             "--trainer.log_every_n_steps=1"]
+    total = 40
+    args = tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=100000, extra=extra)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
+    last = tmp_path / "mtgm" / "ddpkill" / "checkpoints" / "last.ckpt"
+    step_at_kill = wait_for_checkpoint(last, 20, proc)
+    # Lightning's launcher: this process is rank 0, its python children are the other ranks
+    workers = [pid for pid in descendants(proc.pid)
+               if "fit.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")]
+    if not (step_at_kill >= 20 and workers):
+        kill_job(proc)
+        pytest.fail(f"checkpoint step {step_at_kill}, ranks {workers}: {proc.stderr.read().decode()[-3000:]}")
+    os.kill(workers[0], signal.SIGKILL)
+    try:
+        proc.wait(timeout=120)  # the surviving rank notices and exits
+    finally:
+        kill_job(proc)
+    before = torch.load(last, weights_only=True)
+    s0 = before["global_step"]
+    assert 20 <= s0 < total and len(before["noise_generator_states"]) == 2
+    assert not torch.equal(*before["noise_generator_states"])  # each rank's own state is kept
+    res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=total, extra=extra)
+                             + ["--ckpt_path=last"])
+    assert res.returncode == 0, res.stderr[-4000:]
+    after = torch.load(last, weights_only=True)
+    assert after["global_step"] == total
+    assert float(after["optimizer_states"][0]["state"][0]["step"]) == total
+    ema = {k[len("ema.module."):]: v for k, v in after["state_dict"].items() if k.startswith("ema.module.")}
+    net = {k[len("network."):]: v for k, v in after["state_dict"].items() if k.startswith("network.")}
+    assert ema.keys() == net.keys() and any(not torch.equal(ema[k], net[k]) for k in ema)
+    assert len(after["noise_generator_states"]) == 2 and not torch.equal(*after["noise_generator_states"])
+    run_dir = tmp_path / "mtgm" / "ddpkill"
+    assert_no_duplicate_steps(run_dir)
+    assert sum(name == "val/ddpm_loss" for _, name, _ in metric_rows(run_dir)) == total // 10  # every validation once
 
 
 def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):

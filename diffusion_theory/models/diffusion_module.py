@@ -97,23 +97,39 @@ class DiffusionModule(pl.LightningModule):
         self.noise_seed = noise_seed
         self.val_loss = MeanMetric()
         self._noise_gen: torch.Generator | None = None
-        self._noise_gen_state: Tensor | None = None
+        self._noise_gen_states: list[Tensor] | None = None  # restored from a checkpoint, one per rank
 
     # -- noise -------------------------------------------------------------------------------
     @property
     def noise_generator(self) -> torch.Generator:
-        """Per-rank generator of the training times and noise; its state is checkpointed."""
+        """Per-rank generator of the training times, noise and label dropout; every rank's state is checkpointed.
+
+        A resumed run restores rank r's state; a rank the checkpoint has no state for (more processes than
+        when it was written) is seeded by (noise_seed + r, global step)."""
         if self._noise_gen is None:
-            self._noise_gen = torch.Generator(device=self.device).manual_seed(self.noise_seed + self.global_rank)
-            if self._noise_gen_state is not None:
-                self._noise_gen.set_state(self._noise_gen_state)
+            rank, states = self.global_rank, self._noise_gen_states
+            self._noise_gen = torch.Generator(device=self.device)
+            if states is not None and rank < len(states):
+                self._noise_gen.set_state(states[rank].clone())  # set_state needs a tensor with its own storage
+            else:
+                self._noise_gen.manual_seed(self.noise_seed + rank + 1_000_003 * self.global_step)
         return self._noise_gen
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["noise_generator_state"] = self.noise_generator.get_state()
+        """Stores every rank's generator state (a collective under DDP: ``Trainer.save_checkpoint`` runs this
+        hook on every rank and rank zero writes the file)."""
+        state = self.noise_generator.get_state()  # (S,) uint8, on the CPU
+        if self.trainer.world_size > 1:
+            gathered = self.all_gather(state.to(self.device))  # (world, S)
+            checkpoint["noise_generator_states"] = [g.cpu().clone() for g in gathered]  # own storage each
+        else:
+            checkpoint["noise_generator_states"] = [state]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._noise_gen_state = checkpoint.get("noise_generator_state")
+        states = checkpoint.get("noise_generator_states")
+        if states is None and checkpoint.get("noise_generator_state") is not None:  # checkpoints of before 2026-11-28
+            states = [checkpoint["noise_generator_state"]]
+        self._noise_gen_states = states
         self._noise_gen = None
 
     # -- hyper-parameters --------------------------------------------------------------------
