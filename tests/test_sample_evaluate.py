@@ -64,6 +64,10 @@ def test_sample_script_one_and_two_processes_draw_the_same_samples(tiny_run, tmp
     settings = json.loads((tmp_path / "one.json").read_text())
     assert settings["shape"] == [10, 8, 2] and settings["resolved_sampler"] == "sde" and settings["labels"] is None
     assert (tmp_path / "one.png").stat().st_size > 0 and (tmp_path / "two.png").exists()
+    # the run's checkpoint holds plain config only (no pickled objects) and rebuilds its model alone
+    hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert hparams["network"]["class_path"] == "diffusion_theory.networks.dit.DiT"
+    assert hparams["network"]["init_args"]["input_shape"] == [8, 2] and hparams["ema_decay"] == 0.995
     # the script's samples are the module's own: chunk 1 is sample(4) with the generator of (seed 3, chunk 1)
     module = DiffusionModule.load_from_checkpoint(ckpt, weights_only=True)
     chunk = module.sample(4, n_steps=5, generator=chunk_generator(3, 1, module.device), progress=False)
@@ -143,3 +147,20 @@ def test_evaluate_with_another_config_and_bad_input(tiny_run, tmp_path):
     lone.write_bytes(ckpt.read_bytes())
     with pytest.raises(ValueError, match="no run config"):
         evaluate_checkpoint(lone)
+
+
+def test_sample_pictures_fit_the_shape_of_the_data():
+    from diffusion_theory.plotting.samples import samples_figure
+
+    g = torch.Generator().manual_seed(0)
+    images = samples_figure(torch.rand(6, 3, 8, 8, generator=g).numpy(), "images", labels=torch.tensor([0, 0, 0, 1, 1, 1]).numpy())
+    shown = [ax for ax in images.axes if ax.images]
+    assert len(shown) == 6 and shown[0].images[0].get_array().shape == (8, 8, 3)  # a 2 x 3 grid of RGB images
+    assert [ax.get_ylabel() for ax in images.axes if ax.get_ylabel()] == ["class 0", "class 1"]
+    sequences = samples_figure(torch.randn(10, 16, 3, generator=g).numpy(), "sequences")
+    drawn = [ax for ax in sequences.axes if ax.lines]
+    assert len(drawn) == 8 and len(drawn[0].lines) == 3 and len(drawn[0].lines[0].get_xdata()) == 16
+    points = samples_figure(torch.randn(30, 1, 2, generator=g).numpy(), "points", labels=(torch.arange(30) % 3).numpy())
+    assert len(points.axes[0].collections) == 3  # one scatter per class
+    with pytest.raises(ValueError, match="expected"):
+        samples_figure(torch.randn(5).numpy(), "bad")
