@@ -132,6 +132,16 @@ def test_noise_is_standard_normal_and_independent_across_indices_and_entries():
     assert abs(float(off.mean())) < 5 / math.sqrt(n_idx * off.numel() / 120)
 
 
+def test_chunking_does_not_change_the_noise(monkeypatch):
+    from diffusion_theory.diffusion import evaluation
+
+    whole = evaluation_noise(torch.arange(9), 4, (5, 7), seed=3)
+    monkeypatch.setattr(evaluation, "CHUNK_ENTRIES", 40)  # one (sample, position) row of 36 words per pass
+    assert torch.equal(evaluation_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
+    monkeypatch.setattr(evaluation, "CHUNK_ENTRIES", 200)  # 5 rows per pass, the last pass shorter
+    assert torch.equal(evaluation_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
+
+
 def test_odd_sizes_and_large_indices():
     z = evaluation_noise(torch.tensor([0, 2 ** 40 + 3]), 2, (3,), seed=-5)
     assert z.shape == (2, 2, 3) and bool(torch.isfinite(z).all())

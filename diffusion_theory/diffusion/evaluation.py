@@ -28,6 +28,7 @@ from torch import Tensor
 
 MASK32 = 0xFFFFFFFF
 _M1, _M2 = 0x21F0AAAD, 0x735A2D97  # lowbias32 multipliers (< 2^31)
+CHUNK_ENTRIES = 1 << 16  # random words drawn per pass on the CPU (64 x more on an accelerator)
 
 
 def hash32(x: Tensor) -> Tensor:
@@ -77,18 +78,33 @@ def random_words(keys: Tensor, n_words: int) -> Tensor:
 def evaluation_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
                      dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
     """Standard normal noise E for each (sample, grid position): (B, n_times, *shape), a pure function of
-    (seed, index, position), on ``device`` (default: ``index``'s device)."""
+    (seed, index, position), on ``device`` (default: ``index``'s device).
+
+    Drawn in chunks of (sample, position) rows of at most ``CHUNK_ENTRIES`` entries (the CPU's caches keep the
+    ~20 elementwise passes fast); rows are independent, so the chunking does not change the values."""
     index = torch.as_tensor(index)
     if device is not None:
         index = index.to(device)
     n = math.prod(shape)
     half = -(-n // 2)  # Box-Muller pairs per item
-    top = ((random_words(noise_keys(seed, index, n_times), 2 * half) >> 8) & 0xFFFFFF).float()  # (B, n_t, 2 half)
-    u = (top[..., :half] + 1.0) * 2.0 ** -24  # in (0, 1]: the log never sees 0
-    angle = top[..., half:] * (2 * math.pi * 2.0 ** -24)  # in [0, 2 pi)
+    keys = noise_keys(seed, index, n_times).flatten()  # (B n_t,)
+    out = torch.empty(keys.numel(), n, dtype=dtype, device=index.device)
+    budget = CHUNK_ENTRIES if index.device.type == "cpu" else 64 * CHUNK_ENTRIES
+    rows = max(1, budget // (2 * half))
+    for start in range(0, keys.numel(), rows):
+        out[start:start + rows] = box_muller(random_words(keys[start:start + rows], 2 * half), n)
+    return out.view(index.numel(), n_times, *shape)
+
+
+def box_muller(words: Tensor, n: int) -> Tensor:
+    """n standard normals per row from 2 ceil(n / 2) random 32-bit words (int32 bit patterns): (R, 2 m) -> (R, n)
+    float32. The top 24 bits of each word give the uniforms u in (0, 1] (first m words) and v in [0, 1)."""
+    half = words.shape[-1] // 2
+    top = ((words >> 8) & 0xFFFFFF).float()  # (R, 2 m), exact in float32
+    u = (top[:, :half] + 1.0) * 2.0 ** -24  # in (0, 1]: the log never sees 0
+    angle = top[:, half:] * (2 * math.pi * 2.0 ** -24)  # in [0, 2 pi)
     r = torch.sqrt(-2.0 * torch.log(u))
-    z = torch.cat([r * torch.cos(angle), r * torch.sin(angle)], -1)[..., :n]  # (B, n_t, n)
-    return z.to(dtype).reshape(index.numel(), n_times, *shape)
+    return torch.cat([r * torch.cos(angle), r * torch.sin(angle)], -1)[:, :n]
 
 
 def expand_over_times(x: Tensor, n_times: int) -> Tensor:
