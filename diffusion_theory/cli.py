@@ -34,6 +34,7 @@ from lightning.pytorch.loggers import WandbLogger
 from diffusion_theory import registry
 from diffusion_theory.artifacts import CheckpointArtifacts
 from diffusion_theory.checkpointing import LastCheckpoint, with_atomic_checkpoint_io
+from diffusion_theory.config_errors import ConfigError, explain
 from diffusion_theory.datamodules.shapes import check_sample_shape
 from diffusion_theory.loggers import RunCSVLogger, TrimMetricsOnResume
 from diffusion_theory.protocols import check_requirements
@@ -92,7 +93,7 @@ def resolve_run_dir(run: RunConfig, resuming: bool) -> Path:
         runs = sorted((p for p in base.glob("*") if (p / "checkpoints" / "last.ckpt").exists()),
                       key=lambda p: (p / "checkpoints" / "last.ckpt").stat().st_mtime)
         if not runs:
-            raise FileNotFoundError(f"ckpt_path=last: no run of experiment {run.experiment!r} under {base} "
+            raise ConfigError(f"ckpt_path=last: no run of experiment {run.experiment!r} under {base} "
                                     f"has checkpoints/last.ckpt; pass --run.name=<run> or a checkpoint path")
         return runs[-1]
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run started by `wandb agent`
@@ -188,22 +189,31 @@ class DiffusionCLI(LightningCLI):
         parser.add_argument("--ckpt_path", type=str | None, default=None,
                             help="checkpoint to resume from: a path, or 'last' for the newest run's last.ckpt")
 
+    def instantiate_classes(self) -> None:
+        """Builds the components; a constructor's ValueError / TypeError becomes one ``ConfigError`` naming the
+        config key (``data.init_args.K: must satisfy ...``), with the original exception chained."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:
+            config = self.config.as_dict() if hasattr(self.config, "as_dict") else {}
+            raise ConfigError(explain(err, config)) from err
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config
         run = RunConfig(**cfg.run.as_dict()) if hasattr(cfg.run, "as_dict") else RunConfig(**dict(cfg.run))
         if run.checkpoint_every_n_steps is not None and run.checkpoint_every_n_steps < 1:
-            raise ValueError(f"run.checkpoint_every_n_steps must be >= 1 or null; got {run.checkpoint_every_n_steps}")
+            raise ConfigError(f"run.checkpoint_every_n_steps: must be >= 1 or null; got {run.checkpoint_every_n_steps}")
         self.run_config = run
         self.run_dir = resolve_run_dir(run, resuming=cfg.ckpt_path == "last")
         os.environ[RUN_DIR_ENV] = str(self.run_dir)
         if cfg.ckpt_path == "last":
             last = self.run_dir / "checkpoints" / "last.ckpt"
             if not last.exists():
-                raise FileNotFoundError(f"ckpt_path=last: {last} does not exist")
+                raise ConfigError(f"ckpt_path=last: {last} does not exist")
             self.resume_from = str(last)
         elif cfg.ckpt_path:
             if not Path(cfg.ckpt_path).exists():
-                raise FileNotFoundError(f"ckpt_path: {cfg.ckpt_path} does not exist")
+                raise ConfigError(f"ckpt_path: {cfg.ckpt_path} does not exist")
             self.resume_from = cfg.ckpt_path
         else:
             self.resume_from = requeue_checkpoint(self.run_dir)  # a requeued SLURM job continues (slurm.py)

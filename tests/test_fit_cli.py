@@ -263,3 +263,32 @@ def test_bf16_mixed_precision_run(tmp_path):
     assert torch.isfinite(torch.tensor(last_value(rows, "val/bayes_gap")))
     cfg = yaml.safe_load((tmp_path / "mtgm" / "bf16" / "config.yaml").read_text())
     assert cfg["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_bad_value_prints_one_line_naming_the_key_and_exits_2(tmp_path):
+    res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="bad", extra=["--data.init_args.K=0"]))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert res.stderr.strip().splitlines()[-1] == (
+        "ConfigError: data.init_args.K: must satisfy 0 < K < M = 4 (Definition 1); got K = 0")
+    assert len([line for line in res.stderr.splitlines() if "rror" in line]) == 1
+    assert not (tmp_path / "mtgm" / "bad").exists()
+    # a nested component is named by its key and class; the debug switch shows the traceback
+    res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="bad", extra=["--model.init_args.schedule.init_args.T=0"]),
+                             env={"DIFFUSION_THEORY_DEBUG": "1"})
+    assert res.returncode != 0 and "Traceback" in res.stderr
+    # (the network's T interpolates the schedule's, and the network is built first)
+    assert "ConfigError: model.init_args.network (OneLayerTransformer): model.T must be >= 1; got 0" in res.stderr
+
+
+def test_explain_names_nested_components():
+    from diffusion_theory.config_errors import explain
+    from diffusion_theory.networks.dit import DiT
+
+    config = {"model": {"class_path": "DiffusionModule", "init_args": {
+        "network": {"class_path": "diffusion_theory.networks.dit.DiT", "init_args": {}}}}}
+    try:
+        DiT(input_shape=[4, 2], depth=0)
+    except ValueError as err:
+        message = explain(err, config)
+    assert message.startswith("model.init_args.network (DiT): ") and "depth" in message
+    assert explain(RuntimeError("plain"), config) == "plain"
