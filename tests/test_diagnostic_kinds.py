@@ -235,3 +235,19 @@ def test_auxiliary_requirement_is_checked_against_the_loaded_model(tmp_path):
     with pytest.raises(MissingCapabilityError, match=r"NeedsDecoder needs the auxiliary to implement Decodes"):
         check_requirements(NeedsDecoder(aux_checkpoint=str(path), n_samples=2), object(), nn.Linear(1, 1))
     check_requirements(GeneratedFeatureMean(aux_checkpoint=str(path), n_samples=2), object(), nn.Linear(1, 1))
+
+
+def test_streamed_generation_metric_is_the_same_in_two_processes(tmp_path):
+    """Each rank draws its own chunks (6 samples in chunks of 2: ranks draw 2 and 1 chunks) and updates its
+    torchmetrics state; compute() syncs them: the value equals the single-process one."""
+    _, _, _, path = tiny_setup(tmp_path)
+    values = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp_spawn")):
+        pl.seed_everything(0)  # the same network weights in both runs
+        dm, module, _, _ = tiny_setup(tmp_path)
+        diag = GeneratedFeatureMean(aux_checkpoint=str(path), n_samples=6, chunk_size=2, seed=3, n_steps=5)
+        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                             devices=devices, strategy=strategy, callbacks=[diag], default_root_dir=tmp_path)
+        trainer.validate(module, datamodule=dm, verbose=False)
+        values[devices] = float(trainer.callback_metrics["val/aux_feature_mean"])
+    assert values[2] == pytest.approx(values[1], rel=1e-5)
