@@ -23,7 +23,8 @@ class CheckpointArtifacts(pl.Callback):
         self.monitor = monitor
 
     @rank_zero_only
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """After every callback's ``on_train_end`` (the final ``last.ckpt`` is written), before W&B is finished."""
         files = [self.dirpath / name for name in ("last.ckpt", "best.ckpt") if (self.dirpath / name).is_file()]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and files:

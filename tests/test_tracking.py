@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import time
 
 import pytest
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -66,6 +67,9 @@ def test_log_checkpoints_records_a_model_artifact_offline(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="art", max_steps=10, extra=["--run.log_checkpoints=true"]))
     run_dir = tmp_path / "mtgm" / "art"
+    deadline = time.time() + 60  # W&B's service may still be writing the offline file when finish() returns
+    while not artifact_records(run_dir) and time.time() < deadline:
+        time.sleep(0.5)
     (artifact,) = artifact_records(run_dir)
     assert artifact.type == "model" and artifact.name.startswith("model-mtgm-art")
     assert {e.path for e in artifact.manifest.contents} == {"last.ckpt", "best.ckpt"}
