@@ -33,7 +33,13 @@ BUILTIN_MODULES = (
     "diffusion_theory.diffusion.schedules",
     "diffusion_theory.diffusion.continuous",
     "diffusion_theory.networks.dit",
+    "diffusion_theory.datamodules.images",
+    "diffusion_theory.networks.classifier",
+    "diffusion_theory.models.classifier_module",
+    "diffusion_theory.callbacks.per_class_fid",
     "diffusion_theory.callbacks",
+    "diffusion_theory.datamodules.ball", "diffusion_theory.models.vae_module", "diffusion_theory.networks.vae",
+    "diffusion_theory.callbacks.ball_videos",
 )
 
 
