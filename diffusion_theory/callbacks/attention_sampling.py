@@ -142,8 +142,9 @@ class AttentionAlongSampling(GenerationDiagnostic):
         """(L, H, T, T) of a network's recorded scores, from a one-sample forward pass."""
         net = pl_module.inference_network
         x = torch.zeros(1, *net.input_shape, device=pl_module.device)
+        t = pl_module.schedule.eval_times()[:1].to(pl_module.device)  # (1,) any native time of the schedule
         with net.recording_attention(reduce="mean"):
-            net(x, torch.zeros(1, device=pl_module.device))
+            pl_module.denoise(x, t, None, network=net)
             return tuple(torch.stack([r["scores"] for r in net.attention_records()]).shape)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
