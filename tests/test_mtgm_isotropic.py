@@ -50,3 +50,63 @@ def test_best_gap_is_the_smallest_over_the_scanned_scales():
     c, gap = best_isotropic_gap(8, 16, scales, n_eval=3)
     assert gap == min(gaps.values()) and gaps[c] == gap
     assert best_isotropic_gap(8, 16, (c,), n_eval=3) == (c, gap)
+
+
+# ---- the symmetric family W/d = c Proj + e (J - Proj) + b Proj_perp (issue 12) -------------------------------
+
+from diffusion_theory.experiments.mtgm_symmetric import (evaluation_draw, optimise_symmetric,  # noqa: E402
+                                                         symmetric_gap, symmetric_weight)
+
+
+def test_symmetric_weight_acts_on_patterns_and_complement_as_defined():
+    d, M = 6, 3
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    mu = 1.7 * q[:, :M].T  # (M, d) orthogonal rows of equal norm
+    c, e, b = 0.3, -0.2, 0.05
+    W = symmetric_weight(mu, c, e, b)
+    u = mu / mu.norm(dim=1, keepdim=True)
+    for k in range(M):  # W u_k = c u_k + e sum_{v != k} u_v, by the sums over pairs
+        want = c * u[k] + e * sum(u[v] for v in range(M) if v != k)
+        torch.testing.assert_close(W @ u[k], want)
+    for k in range(M, d):  # the complement is scaled by b
+        torch.testing.assert_close(W @ q[:, k], b * q[:, k])
+    torch.testing.assert_close(W, W.T)
+
+
+def test_symmetric_family_contains_the_isotropic_one_and_optimising_never_loses():
+    draw = evaluation_draw(8, 16, n_eval=3)
+    iso = isotropic_gaps(8, 16, (0.25,), n_eval=3)[0.25]
+    assert symmetric_gap(draw, 0.25, 0.0, 0.0) == pytest.approx(iso, rel=1e-5, abs=1e-7)
+    opt = optimise_symmetric(draw, 0.25, max_evals=12)
+    assert opt.start_gap == pytest.approx(iso, rel=1e-5, abs=1e-7)
+    assert opt.gap <= opt.start_gap and opt.evaluations <= 12
+    assert symmetric_gap(draw, opt.c, opt.e, opt.b) == pytest.approx(opt.gap)
+
+
+# ---- Prop. 2: R_Bayes - R_oracle, per sample (issue 12) ----------------------------------------------------
+
+def test_prop2_difference_is_bayes_minus_oracle_on_the_same_draws():
+    from diffusion_theory.datamodules.mtgm import MTGMDataModule
+    from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
+    from diffusion_theory.experiments.mtgm_prop2 import per_sample_differences
+
+    d, P, n = 8, 12, 3
+    diffs, bayes, oracle = per_sample_differences(d, P, n, seed=5, chunk=2)
+    dm, sched = MTGMDataModule(d=d, P=P, n_eval=n), LinearAlphaSchedule()
+    ev, g = dm.evaluation_set, torch.Generator().manual_seed(5)
+    want_b, want_o = [], []
+    for i in range(0, n, 2):  # the same noise order: per chunk of samples, sample-major then step
+        b = min(2, n - i)
+        noise = torch.randn(b * sched.T, P, d, generator=g, dtype=torch.float64)
+        for s in range(b):
+            for k in range(1, sched.T + 1):
+                e = noise[s * sched.T + k - 1: s * sched.T + k]
+                ab = sched.alpha_bar(torch.tensor([k])).double()
+                x_t = ab.sqrt() * ev["x0"][i + s:i + s + 1].double() + (1 - ab).sqrt() * e
+                want_b.append((e - dm.eval_dist.bayes_eps(x_t, ab)).pow(2).mean().item() / 2)
+                want_o.append((e - dm.eval_dist.oracle_eps(x_t, ab, ev["labels"][i + s:i + s + 1])).pow(2).mean().item() / 2)
+    T = sched.T
+    for s in range(n):
+        assert diffs[s] == pytest.approx(sum(want_b[s * T:(s + 1) * T]) / T - sum(want_o[s * T:(s + 1) * T]) / T, rel=1e-9)
+    assert bayes == pytest.approx(sum(want_b) / len(want_b), rel=1e-9)
+    assert oracle == pytest.approx(dm.eval_dist.oracle_risk_per_step(sched.alpha_bar(sched.eval_times())).mean().item())
