@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from conftest import ROOT, run_fit_subprocess, subprocess_env, tiny_mtgm_args
+from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.slurm import requeue_checkpoint
 from test_fit_cli import descendants
 
@@ -88,3 +89,30 @@ def test_requeue_checkpoint_is_the_newest_and_only_under_slurm(tmp_path, monkeyp
     assert requeue_checkpoint(tmp_path) is None
     monkeypatch.setenv("SLURM_JOB_NAME", "dt-fit")
     assert requeue_checkpoint(tmp_path / "empty") is None  # a fresh job
+
+
+def test_sbatch_example_requeues_on_sigusr1_and_launches_fit_with_srun(tmp_path, monkeypatch):
+    script = ROOT / "scripts" / "slurm" / "fit.sbatch"
+    directives = [line.split(None, 1)[1].strip() for line in script.read_text().splitlines()
+                  if line.startswith("#SBATCH")]
+    assert "--signal=SIGUSR1@90" in directives and "--requeue" in directives  # to the tasks, not only B(atch)
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # run it with a fake srun that records its command line, as SLURM would start it on 2 nodes x 4 tasks
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "srun.args"}\n')
+    (bin_dir / "srun").chmod(0o755)
+    env = subprocess_env({"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(ROOT),
+                          "SLURM_JOB_ID": JOB_ID, "SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "2"})
+    res = subprocess.run(["bash", str(script), "configs/mtgm.yaml", "--trainer.max_steps=7"], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    argv = (tmp_path / "srun.args").read_text().splitlines()
+    assert argv[:2] == ["python", "scripts/fit.py"]
+    # the arguments parse with our CLI (on this CPU machine: accelerator overridden, one device)
+    monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
+    cli = DiffusionCLI(args=argv[2:] + ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
+                                        f"--run.root={tmp_path}", "--run.wandb_mode=disabled"], run=False)
+    assert cli.trainer.max_steps == 7 and cli.config["trainer.accelerator"] == "cpu"
+    assert "--trainer.devices=4" in argv and "--trainer.num_nodes=2" in argv
+    assert cli.run_dir.name == f"slurm-{JOB_ID}"
