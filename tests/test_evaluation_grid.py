@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from diffusion_theory.callbacks import CovarianceError, QKBlockNorms, ScoreError, TrainingCurves
-from diffusion_theory.diffusion.evaluation import (MASK32, as_int32_bits, evaluation_noise, hash32, hash32_int32,
+from diffusion_theory.diffusion.evaluation import (MASK32, as_int32_bits, evaluation_noise, hash_noise, hash32, hash32_int32,
                                                    needs_noisy_grid)
 from diffusion_theory.diffusion.schedules import LinearAlphaSchedule, LinearBetaSchedule, noise_level_grid
 
@@ -93,24 +93,24 @@ def test_int32_hash_equals_the_exact_int64_hash():
 
 def test_noise_is_a_pure_function_of_seed_index_and_position():
     idx = torch.arange(40)
-    full = evaluation_noise(idx, 7, (5, 3), seed=1234)  # (40, 7, 5, 3)
+    full = hash_noise(idx, 7, (5, 3), seed=1234)  # (40, 7, 5, 3)
     assert full.shape == (40, 7, 5, 3) and full.dtype == torch.float32
-    assert torch.equal(full, evaluation_noise(idx, 7, (5, 3), seed=1234))  # deterministic
+    assert torch.equal(full, hash_noise(idx, 7, (5, 3), seed=1234))  # deterministic
     # any subset of indices, in any order (what each DDP rank holds) gets the same rows
     perm = torch.tensor([31, 2, 17, 0])
-    assert torch.equal(evaluation_noise(perm, 7, (5, 3), seed=1234), full[perm])
+    assert torch.equal(hash_noise(perm, 7, (5, 3), seed=1234), full[perm])
     # a longer grid extends the shorter one: position k's noise does not depend on the grid length
-    assert torch.equal(evaluation_noise(idx, 3, (5, 3), seed=1234), full[:, :3])
+    assert torch.equal(hash_noise(idx, 3, (5, 3), seed=1234), full[:, :3])
     # another seed, another draw
-    other = evaluation_noise(idx, 7, (5, 3), seed=1235)
+    other = hash_noise(idx, 7, (5, 3), seed=1235)
     assert (other - full).abs().mean() > 0.5
     # float64 carries the same values
-    torch.testing.assert_close(evaluation_noise(idx, 7, (5, 3), seed=1234, dtype=torch.float64).float(), full)
+    torch.testing.assert_close(hash_noise(idx, 7, (5, 3), seed=1234, dtype=torch.float64).float(), full)
 
 
 def test_noise_is_standard_normal_and_independent_across_indices_and_entries():
     n_idx, n_t, shape = 4000, 5, (6, 4)
-    z = evaluation_noise(torch.arange(n_idx), n_t, shape, seed=7).double()  # (4000, 5, 6, 4)
+    z = hash_noise(torch.arange(n_idx), n_t, shape, seed=7).double()  # (4000, 5, 6, 4)
     flat = z.flatten()
     N = flat.numel()  # 480 000
     se = 1 / math.sqrt(N)
@@ -135,20 +135,20 @@ def test_noise_is_standard_normal_and_independent_across_indices_and_entries():
 def test_chunking_does_not_change_the_noise(monkeypatch):
     from diffusion_theory.diffusion import evaluation
 
-    whole = evaluation_noise(torch.arange(9), 4, (5, 7), seed=3)
+    whole = hash_noise(torch.arange(9), 4, (5, 7), seed=3)
     monkeypatch.setattr(evaluation, "CHUNK_ENTRIES", 40)  # one (sample, position) row of 36 words per pass
-    assert torch.equal(evaluation_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
+    assert torch.equal(hash_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
     monkeypatch.setattr(evaluation, "CHUNK_ENTRIES", 200)  # 5 rows per pass, the last pass shorter
-    assert torch.equal(evaluation_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
+    assert torch.equal(hash_noise(torch.arange(9), 4, (5, 7), seed=3), whole)
 
 
 def test_odd_sizes_and_large_indices():
-    z = evaluation_noise(torch.tensor([0, 2 ** 40 + 3]), 2, (3,), seed=-5)
+    z = hash_noise(torch.tensor([0, 2 ** 40 + 3]), 2, (3,), seed=-5)
     assert z.shape == (2, 2, 3) and bool(torch.isfinite(z).all())
-    assert torch.equal(z[1], evaluation_noise(torch.tensor([2 ** 40 + 3]), 2, (3,), seed=-5)[0])
-    assert not torch.equal(z[1], evaluation_noise(torch.tensor([3]), 2, (3,), seed=-5)[0])  # high bits count
+    assert torch.equal(z[1], hash_noise(torch.tensor([2 ** 40 + 3]), 2, (3,), seed=-5)[0])
+    assert not torch.equal(z[1], hash_noise(torch.tensor([3]), 2, (3,), seed=-5)[0])  # high bits count
     with pytest.raises(ValueError, match="indices must be >= 0"):
-        evaluation_noise(torch.tensor([-1]), 2, (3,), seed=0)
+        hash_noise(torch.tensor([-1]), 2, (3,), seed=0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -189,3 +189,17 @@ def test_validation_step_skips_the_grid_for_weight_and_generation_diagnostics(tm
         assert all((out is not None) == grid for out in calls)
         assert ("val/ddpm_loss" in trainer.callback_metrics) == grid
         assert "val/qk_ee_share" in trainer.callback_metrics
+
+
+def test_default_generator_noise_is_the_per_sample_generator_of_earlier_runs():
+    """The default draws sample i's (n_t, *shape) noise from torch.Generator seeded by (seed, i), as every run
+    before the hash existed (so earlier numbers stand); a pure function of (seed, index) under any sharding."""
+    idx = torch.tensor([5, 0, 12])
+    z = evaluation_noise(idx, 4, (3, 2), seed=1234)  # method="generator"
+    for row, i in enumerate(idx.tolist()):
+        ref = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(1234 * 1_000_003 + i))
+        assert torch.equal(z[row], ref)
+    assert torch.equal(evaluation_noise(idx[1:], 4, (3, 2), seed=1234), z[1:])
+    assert evaluation_noise(idx, 4, (3, 2), seed=1234, method="hash").shape == z.shape
+    with pytest.raises(ValueError, match="eval_noise: must be one of generator, hash"):
+        evaluation_noise(idx, 4, (3, 2), seed=1234, method="philox")

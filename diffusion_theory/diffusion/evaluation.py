@@ -1,7 +1,16 @@
 """A fixed, reproducible evaluation grid: every evaluation sample at every time of the schedule's grid.
 
-The noise E of evaluation sample i at grid position k is a pure function of (seed, i, k), drawn by a
-counter-based generator in torch ops, vectorised over the whole batch and on the batch's device:
+The noise E of evaluation sample i at grid position k is a pure function of (seed, i, k), so the grid is
+the same in every run, on every rank and in every process count: curves from different runs are comparable
+and DDP validation equals single-process validation. Two ways to draw it (``evaluation_noise(method=...)``):
+
+``generator`` (default): one ``torch.Generator`` per sample, seeded by (seed, i), draws its (n_times, *shape)
+noise on the CPU (the values of every run before 2026-11-28). A Python loop over the samples of a batch, but
+each draw is one vectorised ``torch.randn``: on this project's 2-core CPU it was 1.6-2.4x faster than the hash
+below at every size measured (MTGM, GP, 64 x 20 images of 3 x 32 x 32).
+
+``hash``: a counter-based generator in torch ops, vectorised over the whole batch and drawn on the batch's
+device (no host loop, no host-to-device copy):
 
     key(seed, i, k) = h(h(h(h(h(lo32(seed)) ^ hi32(seed)) ^ lo32(i)) ^ hi32(i)) ^ k)   (a 32-bit key per (i, k))
     w_c             = h(key ^ h(c)),  c = 0, 1, ..., 2 ceil(n / 2) - 1      (32-bit words, n entries per item)
@@ -12,8 +21,7 @@ with h the 32-bit integer hash ``lowbias32`` (C. Wellons' hash-prospector: x ^= 
 x ^= x >> 15, x *= 0x735a2d97, x ^= x >> 15). The keys are hashed exactly in int64; the per-entry words in
 int32 with wrapping multiplication (the same bits, at a quarter of the memory traffic; ``hash32_int32``,
 tested against the int64 form), and Box-Muller runs in float32 on 24-bit uniforms (|E| <= 5.77: the mass cut
-off is 2^-24). The noise is therefore the same in every run, on every rank and in every process count, so
-curves from different runs are comparable and DDP validation equals single-process validation.
+off is 2^-24).
 
 ``needs_noisy_grid`` decides from the callbacks' kinds whether validation must build the grid at all.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -75,10 +83,35 @@ def random_words(keys: Tensor, n_words: int) -> Tensor:
     return hash32_int32(as_int32_bits(keys).unsqueeze(-1) ^ counters)
 
 
+NoiseMethod = Literal["generator", "hash"]
+NOISE_METHODS: tuple[str, ...] = ("generator", "hash")
+
+
 def evaluation_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
-                     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+                     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                     method: NoiseMethod = "generator") -> Tensor:
     """Standard normal noise E for each (sample, grid position): (B, n_times, *shape), a pure function of
-    (seed, index, position), on ``device`` (default: ``index``'s device).
+    (seed, index, position), on ``device`` (default: ``index``'s device). ``method``: see the module docstring."""
+    if method == "generator":
+        return generator_noise(index, n_times, shape, seed, dtype).to(device if device is not None else index.device)
+    if method != "hash":
+        raise ValueError(f"eval_noise: must be one of {', '.join(NOISE_METHODS)}; got {method!r}")
+    return hash_noise(index, n_times, shape, seed, dtype, device)
+
+
+def generator_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
+                    dtype: torch.dtype = torch.float32) -> Tensor:
+    """(B, n_times, *shape) on the CPU: sample i's noise from its own generator seeded by (seed, i)."""
+    out = torch.empty(index.numel(), n_times, *shape, dtype=dtype)
+    for row, i in enumerate(index.tolist()):
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i))
+        out[row] = torch.randn(n_times, *shape, generator=g, dtype=dtype)
+    return out
+
+
+def hash_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
+               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    """(B, n_times, *shape) from the counter-based hash, on ``device`` (default: ``index``'s device).
 
     Drawn in chunks of (sample, position) rows of at most ``CHUNK_ENTRIES`` entries (the CPU's caches keep the
     ~20 elementwise passes fast); rows are independent, so the chunking does not change the values."""
