@@ -37,10 +37,7 @@ from diffusion_theory.diffusion.evaluation import evaluation_noise, expand_over_
 from diffusion_theory.init_config import init_config
 from diffusion_theory.diffusion.schedules import NoiseSchedule
 from diffusion_theory.networks.ema import EMA
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised before the optimiser step when the training loss is NaN or infinite."""
+from diffusion_theory.models.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401  (re-exported)
 
 
 class DiffusionModule(pl.LightningModule):
@@ -98,6 +95,7 @@ class DiffusionModule(pl.LightningModule):
         self.val_loss = MeanMetric()
         self._noise_gen: torch.Generator | None = None
         self._noise_gen_states: list[Tensor] | None = None  # restored from a checkpoint, one per rank
+        self.nonfinite = NonFiniteGuard()  # NaN / inf training loss: stop, never checkpoint it (models/nonfinite.py)
 
     # -- noise -------------------------------------------------------------------------------
     @property
@@ -118,6 +116,7 @@ class DiffusionModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Stores every rank's generator state (a collective under DDP: ``Trainer.save_checkpoint`` runs this
         hook on every rank and rank zero writes the file)."""
+        self.nonfinite.check(self)  # no checkpoint of weights updated by a non-finite loss
         state = self.noise_generator.get_state()  # (S,) uint8, on the CPU
         if self.trainer.world_size > 1:
             gathered = self.all_gather(state.to(self.device))  # (world, S)
@@ -133,6 +132,9 @@ class DiffusionModule(pl.LightningModule):
         self._noise_gen = None
 
     # -- hyper-parameters --------------------------------------------------------------------
+    def on_train_end(self) -> None:
+        self.nonfinite.check(self)  # a non-finite loss in the last steps of a run fails it too
+
     def _save_plain_hyperparameters(self, network: nn.Module, schedule: NoiseSchedule) -> None:
         """``hparams`` as plain config. From LightningCLI (scripts/fit.py) they are the run's config with class
         paths, loaded back by its jsonargparse instantiator; a module built in Python records the configs of its
@@ -233,11 +235,7 @@ class DiffusionModule(pl.LightningModule):
             drop = torch.rand(x0.shape[0], generator=g, device=x0.device) < self.label_dropout  # (B,)
         per_sample, _, _ = self.diffusion_loss(x0, t, noise, self.conditioning(batch), drop_labels=drop)
         loss = per_sample.mean()
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at step {self.global_step}: stopping before the optimiser step. "
-                f"The last good checkpoint is kept in the run's checkpoints/ folder; lower the learning rate "
-                f"(optimizer.init_args.lr) or resume from it with --ckpt_path=last.")
+        self.nonfinite.observe(self, loss)  # on an accelerator without a host sync every step
         self.log("train/ddpm_loss", loss, prog_bar=True, batch_size=x0.shape[0])
         return loss
 
