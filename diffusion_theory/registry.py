@@ -133,6 +133,10 @@ def failure_report() -> str:
 # Listing (scripts/fit.py --list)
 # ----------------------------------------------------------------------------------------
 
+KIND_MEANING = {"batch": "measures the noisy evaluation batch", "weights": "reads the model's weights",
+                "generation": "generates samples"}  # the diagnostic kinds of callbacks.diagnostic
+
+
 @dataclass
 class Component:
     name: str  # the short name
@@ -141,6 +145,7 @@ class Component:
     provides: list[str]  # capabilities (protocols) the class implements, "method (Protocol)"
     needs: list[str]  # for diagnostics: "role: method (Protocol)"
     summary: str  # first line of the docstring
+    kind: str = ""  # for diagnostics: batch, weights or generation (callbacks.diagnostic.KINDS)
 
 
 def _categories():
@@ -199,9 +204,10 @@ def list_components() -> dict[str, list[Component]]:
                 needs = [f"{role}: {', '.join(protocol_methods(p))} ({p.__name__})"
                          for role, p in (getattr(cls, "requires", ()) if title == "Callbacks" else ())]
                 provides = capabilities(cls) if title in ("Data modules", "Networks") else []
+                kind = str(getattr(cls, "kind", "") or "") if issubclass(cls, Diagnostic) else ""
                 doc = (inspect.getdoc(cls) or "").strip().splitlines()
                 summary = doc[0] if doc and not doc[0].endswith(":") else ""  # not a bare "Args:"
-                out[title].append(Component(cls.__name__, path, source.name, provides, needs, summary))
+                out[title].append(Component(cls.__name__, path, source.name, provides, needs, summary, kind))
     for items in out.values():
         items.sort(key=lambda c: (c.name.lower(), c.class_path))
     return out
@@ -226,6 +232,8 @@ def format_components() -> str:
             lines.append(f"  {c.name:<26} {c.class_path}{tag}{clash}")
             if c.summary:
                 lines.append(f"      {c.summary}")
+            if c.kind:  # a diagnostic: its kind next to its needs
+                lines.append(f"      kind:     {c.kind} ({KIND_MEANING.get(c.kind, 'a plugin kind')})")
             for label, items in (("provides: ", c.provides), ("needs:    ", c.needs)):
                 if items:
                     lines.append(textwrap.fill("; ".join(items), width=116, initial_indent=f"      {label}",

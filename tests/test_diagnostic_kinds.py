@@ -1,6 +1,7 @@
 """One base, three kinds of diagnostics; every requirement declared; the auxiliary (frozen model) role."""
 from __future__ import annotations
 
+import pydoc
 from typing import Protocol, runtime_checkable
 
 import lightning.pytorch as pl
@@ -70,6 +71,24 @@ def test_list_shows_the_needs_of_every_diagnostic():
         assert need in component_block(text, name), name
     for base in ("BatchDiagnostic", "WeightDiagnostic", "StreamingGenerationDiagnostic"):  # bases are not components
         assert f"  {base} " not in text
+
+
+def test_list_shows_each_diagnostic_kind_next_to_its_needs():
+    registry.load_components()
+    text = registry.format_components()
+    classes = {c.name: pydoc.locate(c.class_path) for c in registry.list_components()["Callbacks"]}
+    diagnostics = {name: cls for name, cls in classes.items() if issubclass(cls, Diagnostic)}
+    assert {"ScoreError", "QKBlockNorms", "CovarianceError"} <= set(diagnostics)
+    for name, cls in diagnostics.items():
+        block = component_block(text, name).splitlines()
+        kind_line = next(i for i, line in enumerate(block) if line.startswith("      kind:     "))
+        assert block[kind_line].split()[1] == cls.kind, name  # the class's own kind, not a guess
+        if cls.requires:  # the needs follow the kind line directly
+            assert block[kind_line + 1].startswith("      needs:    "), name
+    assert "      kind:     batch " in component_block(text, "ScoreError")
+    assert "      kind:     weights " in component_block(text, "QKBlockNorms")
+    assert "      kind:     generation " in component_block(text, "CovarianceError")
+    assert "kind:" not in component_block(text, "TrainingCurves")  # a callback that is not a diagnostic
 
 
 def test_check_requirements_names_the_role_and_rejects_unknown_roles():
