@@ -278,7 +278,8 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
                 if mask.any():
                     self.fids[c].update(feats[mask], real=False)
                     if keep_grid:
-                        self._grid.setdefault(c, []).extend(list(x[mask][:self.grid_per_class].cpu()))
+                        kept = self._grid.setdefault(c, [])
+                        kept.extend(list(x[mask][:self.grid_per_class - len(kept)].cpu()))
             self.fid_all.update(feats, real=False)
 
         for_each_chunk(trainer, pl_module, self.resolve_n(trainer), self.chunk_size, self.seed, draw)
