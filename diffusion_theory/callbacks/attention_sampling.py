@@ -4,7 +4,7 @@ Generate ``n_samples`` sequences with the (EMA) network; at the backward steps `
 ``reference_steps``-step chain (paper: {0, 50, 100, 200, 400, 800, 1000} of the DiT code base's 1000-step
 linear-beta DDPM), re-run the network on the current state x_t with attention recording on and average
 the pre-softmax score matrices
-S^l = (Q Y)^T K Y (eq. 1; unscaled q_i . k_j, heads averaged) over the samples: one N x N matrix per
+S^l = (Q Y)^T K Y (paper 2 (GP) eq. (1); unscaled q_i . k_j, heads averaged) over the samples: one N x N matrix per
 (step, layer). Paper step k is matched to our process by noise level, not by step fraction: the
 reference chain's state after k backward steps has abar_{1000-k} (``samplers.reference_alpha_bar``), and
 we record at the sampler step whose abar is nearest (``samplers.steps_at_noise_levels``); e.g. paper step

@@ -2,7 +2,7 @@
 Fig. 4(b), Appendix F Figs. 10 and 11).
 
 With tokens y_i = [z_i; e_i] (z the projected frame, e the time-index embedding; DiT in concat mode),
-head h scores pairs by y_i^T (Q_h^T K_h) y_j (eq. 1). Per layer l, averaged over heads:
+head h scores pairs by y_i^T (Q_h^T K_h) y_j (paper 2 (GP) eq. (1)). Per layer l, averaged over heads:
 
     val/qk_norm/layer_{l}/{xx, xe, ex, ee}   ||Q_x^T K_x||_F, ||Q_x^T K_e||_F, ||Q_e^T K_x||_F, ||Q_e^T K_e||_F
     val/v_frame_share/layer_{l}               ||(W_o V)_z||_F^2 / ||W_o V||_F^2, W_o^h V^h the head's value map

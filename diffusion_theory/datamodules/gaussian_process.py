@@ -12,7 +12,7 @@ of ``n_eval`` sequences from its own seed, each with an ``index``.
 reviewer's control with no temporal correlation, same Sigma, same everything else.
 
 The module answers the diagnostics' questions (``diffusion_theory.protocols``):
-``exact_eps`` (eq. 2 through Tweedie), ``true_covariance`` and ``training_sequences`` (KnowsCovariance).
+``exact_eps`` (paper 2 (GP) eq. (2) through Tweedie), ``true_covariance`` and ``training_sequences`` (KnowsCovariance).
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class GaussianProcessDataModule(pl.LightningDataModule):
 
     # -- what the diagnostics may ask (diffusion_theory.protocols) ------------------------------------
     def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """E[E | X^t] = -sigma_t grad log p_t(X^t), with the score of eq. (2):
+        """E[E | X^t] = -sigma_t grad log p_t(X^t), with the score of paper 2 (GP) eq. (2):
         -(abar Gamma (x) Sigma + (1 - abar) I)^{-1} (v_t - alpha_t mu). x_t (B, N, d), abar (B,) -> (B, N, d)."""
         return self.dist.eps_posterior_mean(x_t, abar)
 

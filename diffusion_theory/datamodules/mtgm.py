@@ -127,16 +127,16 @@ class MTGMDataModule(pl.LightningDataModule):
 
     # -- what the diagnostics may ask (diffusion_theory.protocols) ----------------------------------
     def exact_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """E[E | X^t] under the evaluation distribution (Bayes-optimal denoiser, eq. 6)."""
+        """E[E | X^t] under the evaluation distribution (Bayes-optimal denoiser, paper 1 (MTGM) eq. (6))."""
         dtype = torch.float64 if self.hparams.posterior_dtype == "float64" else torch.float32
         return self.eval_dist.bayes_eps(x_t, abar, dtype)
 
     def oracle_eps(self, x_t: Tensor, abar: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """E[E | X^t, M_Y], eq. (13), with the true token labels of the batch."""
+        """E[E | X^t, M_Y], paper 1 (MTGM) eq. (13), with the true token labels of the batch."""
         return self.eval_dist.oracle_eps(x_t, abar, batch["labels"])
 
     def oracle_output_scale(self, abar: Tensor) -> Tensor:
-        """The coefficient the trained v_t should reach, eq. (16)."""
+        """The coefficient the trained v_t should reach, paper 1 (MTGM) eq. (16)."""
         return self.train_dist.oracle_coefficient(abar)
 
     def token_labels(self, batch: dict[str, Tensor]) -> Tensor:
@@ -149,7 +149,8 @@ class MTGMDataModule(pl.LightningDataModule):
         return {"min_pi": int(pi.argmin()), "max_pi": int(pi.argmax())}
 
     def theory_quantities(self) -> dict[str, float]:
-        """nu_min(K) (eq. 7) and delta(pi~) (eq. 8) of the training distribution, and the same for pi~'."""
+        """nu_min(K) (paper 1 (MTGM) eq. (7)) and delta(pi~) (paper 1 (MTGM) eq. (8)) of the training distribution,
+        and the same for pi~'."""
         return {"nu_min": self.train_dist.nu_min(), "delta": self.train_dist.imbalance(),
                 "eval_nu_min": self.eval_dist.nu_min(), "eval_delta": self.eval_dist.imbalance(),
                 "n_subsets": float(self.train_dist.subsets.shape[0])}

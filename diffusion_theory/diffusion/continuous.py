@@ -2,9 +2,9 @@
 
 Paper 2, Sec. 2 (Forward):   dX_t = -1/2 X_t dt + dW_t,   t in [0, T],
 whose marginal is
-    X_t = alpha_t X_0 + sigma_t E,   alpha_t = e^{-t/2},  sigma_t = sqrt(1 - e^{-t})       (eq. 2)
+    X_t = alpha_t X_0 + sigma_t E,   alpha_t = e^{-t/2},  sigma_t = sqrt(1 - e^{-t})       (paper 2 (GP) eq. (2))
 so that abar_t = alpha_t^2 = e^{-t}. Training draws t ~ Unif[t0, T] with an early-stopping
-time t0 > 0 (Sec. 5, eq. 6); sampling integrates the backward process from T down to t0
+time t0 > 0 (Sec. 5, paper 2 (GP) eq. (6)); sampling integrates the backward process from T down to t0
 (see ``samplers.reverse_sde_euler_maruyama`` and ``samplers.probability_flow_ode``).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ContinuousVPSchedule(NoiseSchedule):
 
     Args:
         T: terminal time. At T = 10, abar_T = e^{-10} ~ 4.5e-5, so X_T is N(0, I) to 5e-5.
-        t0: early-stopping time (paper 2, eq. 6); training times and the sampler's last
+        t0: early-stopping time (paper 2 (GP) eq. (6)); training times and the sampler's last
             time are never below it.
         model_time_scale: the network embeds ``model_time(t) = t * model_time_scale / T``;
             the default 1000 puts t in [0, 1000], the range of the discrete DiT steps, so the
@@ -67,16 +67,16 @@ class ContinuousVPSchedule(NoiseSchedule):
         return torch.exp(-_f64(t))
 
     def alpha(self, t: Tensor) -> Tensor:  # (...) -> (...)
-        """alpha_t = e^{-t/2} (paper 2, eq. 2)."""
+        """alpha_t = e^{-t/2} (paper 2 (GP) eq. (2))."""
         return torch.exp(-0.5 * _f64(t))
 
     def sigma(self, t: Tensor) -> Tensor:  # (...) -> (...)
-        """sigma_t = sqrt(1 - e^{-t}) (paper 2, eq. 2), computed as sqrt(-expm1(-t)) for small t."""
+        """sigma_t = sqrt(1 - e^{-t}) (paper 2 (GP) eq. (2)), computed as sqrt(-expm1(-t)) for small t."""
         return torch.sqrt(-torch.expm1(-_f64(t)))
 
     # ------------------------------------------------------------------ times
     def sample_times(self, n: int, generator: torch.Generator | None = None, device=None) -> Tensor:
-        """n training times t ~ Unif[t0, T] (paper 2, eq. 6), float32, shape (n,)."""
+        """n training times t ~ Unif[t0, T] (paper 2 (GP) eq. (6)), float32, shape (n,)."""
         u = torch.rand(n, generator=generator, device=device)
         return self.t0 + (self.T - self.t0) * u
 

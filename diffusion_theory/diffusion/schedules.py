@@ -2,7 +2,7 @@
 
 Every schedule describes the forward marginal
 
-    X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E,      E ~ N(0, I)        (paper 1, eq. 2)
+    X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E,      E ~ N(0, I)        (paper 1 (MTGM) eq. (2))
 
 and knows how to draw training times. Discrete schedules index t in {1, ..., T}
 (integer tensors); continuous ones take t in [t0, T] (float tensors).
@@ -48,7 +48,7 @@ class NoiseSchedule(RecordsInitArgs, torch.nn.Module, abc.ABC):
         return t.float()
 
     def add_noise(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
-        """Forward marginal, paper 1 eq. (2): X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E."""
+        """Forward marginal, paper 1 (MTGM) eq. (2): X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E."""
         abar = self.alpha_bar(t).to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 

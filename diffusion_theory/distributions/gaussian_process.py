@@ -11,7 +11,7 @@ In matrix form (Gamma (x) Sigma) vec(X) = vec(Gamma X Sigma), so everything belo
 
 * sampling:  X = mu + L_Gamma G L_Sigma^T with G an (N, d) matrix of i.i.d. N(0, 1) and
   L L^T the factorisations of Gamma and Sigma;
-* the score of the noised marginal X^t = alpha_t X^0 + sigma_t E, abar = alpha_t^2 (eq. 2):
+* the score of the noised marginal X^t = alpha_t X^0 + sigma_t E, abar = alpha_t^2 (paper 2 (GP) eq. (2)):
 
       grad log p_t(v) = -(abar Gamma (x) Sigma + (1 - abar) I)^{-1} (v - alpha_t mu),
 
@@ -221,7 +221,7 @@ class GaussianProcessSequences:
         """
         return self.sample(n, generator=int(seed), dtype=dtype)
 
-    # ------------------------------------------------------------------ exact score (eq. 2)
+    # ------------------------------------------------------------------ exact score (paper 2 (GP) eq. (2))
     def _score64(self, x: Tensor, abar: Tensor | float) -> Tensor:
         """float64 score for x (B, N, d) and abar broadcastable to (B,)."""
         U, lam, V, s = self._on(x.device)
@@ -232,7 +232,7 @@ class GaussianProcessSequences:
         return -_left_multiply(U, (rotated / eig) @ V.T)  # (B, N, d)
 
     def score(self, x_t: Tensor, abar: Tensor | float) -> Tensor:
-        """grad log p_t(x_t) for X^t = sqrt(abar) X^0 + sqrt(1 - abar) E (paper 2, eq. 2).
+        """grad log p_t(x_t) for X^t = sqrt(abar) X^0 + sqrt(1 - abar) E (paper 2 (GP) eq. (2)).
 
         x_t: (B, N, d) or (N, d); abar: a float, a 0-d tensor or a (B,) tensor in (0, 1]
         (abar = e^{-t} for paper 2's process). Returns x_t's shape and dtype; computed in float64

@@ -1,4 +1,4 @@
-"""Multi-token Gaussian mixtures (MTGM), paper 1 Definition 1, with their exact denoisers.
+"""Multi-token Gaussian mixtures (MTGM), paper 1 (MTGM) Definition 1, with their exact denoisers.
 
 Layout: a data point is X in R^{P x d} (token-major, the transpose of the paper's d x P).
 
@@ -8,10 +8,10 @@ Definition 1. With M orthogonal patterns mu_1..mu_M in R^d, mu_i^T mu_j = sqrt(d
     3. Y_p | Z ~ Categorical(pi(Z)),   x_p | Y_p ~ N(mu_{Y_p}, rho^2 I),  p = 1..P.
 
 Exact quantities used by the diagnostics:
-    oracle MMSE noise estimate   E[E | X^t, M_Y] = c_t (X^t - sqrt(abar_t) M_Y)             (eq. 13)
-    with c_t = sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t)                                   (eq. 16)
-    oracle risk per dimension    rho^2 abar_t / (rho^2 abar_t + 1 - abar_t) / 2                (eqs. 14, 33)
-    Bayes noise estimate         E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t])             (eq. 6)
+    oracle MMSE noise estimate   E[E | X^t, M_Y] = c_t (X^t - sqrt(abar_t) M_Y)       (paper 1 (MTGM) eq. (13))
+    with c_t = sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t)                             (paper 1 (MTGM) eq. (16))
+    oracle risk per dimension    rho^2 abar_t / (rho^2 abar_t + 1 - abar_t) / 2          (paper 1 (MTGM) eqs. (14), (33))
+    Bayes noise estimate         E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t])       (paper 1 (MTGM) eq. (6))
 where E[M_Y | X^t] comes from the exact posterior over the K-subset Z and the token labels Y,
 enumerating all C(M, K) subsets (see ``MTGM._label_posterior``): a few batched matrix products
 and a log-sum-exp over the subsets.
@@ -142,19 +142,21 @@ class MTGM:
 
     # -- exact denoisers --------------------------------------------------------------------
     def oracle_coefficient(self, abar: Tensor) -> Tensor:
-        """c_t = sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t), eq. (16)."""
+        """c_t = sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t), paper 1 (MTGM) eq. (16)."""
         abar = abar.double()
         return (1 - abar).sqrt() / (1 - abar + self.rho ** 2 * abar)
 
     def oracle_eps(self, x_t: Tensor, abar: Tensor, labels: Tensor) -> Tensor:
-        """E[E | X^t, M_Y] = c_t (X^t - sqrt(abar_t) M_Y), eq. (13). x_t: (B, P, d), abar: (B,), labels: (B, P)."""
+        """E[E | X^t, M_Y] = c_t (X^t - sqrt(abar_t) M_Y), paper 1 (MTGM) eq. (13).
+        x_t: (B, P, d), abar: (B,), labels: (B, P)."""
         c = self.oracle_coefficient(abar).view(-1, 1, 1)
         means = self.patterns.to(x_t.device)[labels]  # (B, P, d)
         out = c * (x_t.double() - abar.double().sqrt().view(-1, 1, 1) * means)
         return out.to(x_t.dtype)
 
     def oracle_risk_per_step(self, abar: Tensor) -> Tensor:
-        """Oracle risk at each t with the loss's normalisation: rho^2 abar / (rho^2 abar + 1 - abar) / 2, eq. (33)."""
+        """Oracle risk at each t with the loss's normalisation: rho^2 abar / (rho^2 abar + 1 - abar) / 2,
+        paper 1 (MTGM) eq. (33)."""
         abar = abar.double()
         return 0.5 * self.rho ** 2 * abar / (self.rho ** 2 * abar + 1 - abar)
 
@@ -162,7 +164,7 @@ class MTGM:
         """p(Y_p = u | X^t) for one chunk, token-minor: (B, M, P). x: (B, P, d), abar: (B,).
 
         Given Y, tokens are independent with x^t_p ~ N(sqrt(abar) mu_{Y_p}, s^2 I), s^2 = rho^2 abar + 1 - abar
-        (paper 1, Definition 1 and eq. 2). All ||mu_u|| are equal, so the likelihood ratio of the components is
+        (paper 1 (MTGM) Definition 1 and eq. (2)). All ||mu_u|| are equal, so the likelihood ratio of the components is
         L_up = exp(sqrt(abar) mu_u.x_p / s^2), normalised here to max_u L_up = 1 per token. Then
             D_Zp         = sum_u pi_u(Z) L_up                   (n_Z, M) @ (B, M, P): p(x_p | Z) up to a factor of p
             log p(Z|X^t) = sum_p log D_Zp + const               (Z uniform a priori; a log-sum-exp over Z)
@@ -201,7 +203,8 @@ class MTGM:
         return self.posterior_token_labels(x_t, abar, dtype) @ self.patterns.to(device=x_t.device, dtype=dtype)
 
     def bayes_eps(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64, chunk: int = 32) -> Tensor:
-        """The MMSE noise estimate E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t]) (paper 1 eqs. 6, 16). x_t: (B, P, d).
+        """The MMSE noise estimate E[E | X^t] = c_t (X^t - sqrt(abar_t) E[M_Y | X^t]) (paper 1 (MTGM) eqs. (6), (16)).
+        x_t: (B, P, d).
 
         ``dtype``: arithmetic of the posterior (see ``posterior_token_labels``); the result has x_t's dtype.
         Computed chunk by chunk: c_t X^t plus the (B P, M) @ (M, d) product of the posterior with -c_t sqrt(abar_t) mu.
@@ -220,15 +223,15 @@ class MTGM:
 
     # -- theory quantities ------------------------------------------------------------------
     def pattern_ratios(self) -> Tensor:
-        """nu_u(K) = E[sum_p 1[Y_p = u] / P] = E_Z[pi_u(Z)] exactly, eq. (7). (M,)"""
+        """nu_u(K) = E[sum_p 1[Y_p = u] / P] = E_Z[pi_u(Z)] exactly, paper 1 (MTGM) eq. (7). (M,)"""
         return self.subset_pi.mean(0)
 
     def nu_min(self) -> float:
-        """nu^pi~_min(K) = min_u nu_u(K), eq. (7)."""
+        """nu^pi~_min(K) = min_u nu_u(K), paper 1 (MTGM) eq. (7)."""
         return float(self.pattern_ratios().min())
 
     def imbalance(self) -> float:
-        """delta(pi~) = min_u pi~_u / max_u pi~_u, eq. (8)."""
+        """delta(pi~) = min_u pi~_u / max_u pi~_u, paper 1 (MTGM) eq. (8)."""
         return float(self.pi_tilde.min() / self.pi_tilde.max())
 
 

@@ -1,12 +1,13 @@
-"""Paper 1 (MTGM) Prop. 2 (eq. 17), no training: how far the exact Bayes risk (eq. 6) sits above the oracle risk
-(eq. 14 / 33) as P and d change.
+"""Paper 1 (MTGM) Prop. 2 (eq. (17)), no training: how far the exact Bayes risk (paper 1 (MTGM) eq. (6)) sits
+above the oracle risk (paper 1 (MTGM) eqs. (14) / (33)) as P and d change.
 
 For each evaluation sample X0 of configs/mtgm.yaml's evaluation set (d, P changed; pi~' the Dirichlet(1) draw of
 Sec. 5.1) and each step t = 1..T with its own noise E (seeded), the per-sample difference is
 
     D_i = 1/T sum_t ( ||E - E[E | X^t]||^2 - ||E - E[E | X^t, M_Y]||^2 ) / (2 d P)
 
-(eq. 6's MMSE estimate minus eq. 13's oracle estimate on the same draw, so the noise common to both cancels).
+(paper 1 (MTGM) eq. (6)'s MMSE estimate minus paper 1 (MTGM) eq. (13)'s oracle estimate on the same draw, so the
+noise common to both cancels).
 E[D_i] = R_Bayes - R_oracle exactly; the table gives its mean over samples with a 95 % t-interval.
 """
 from __future__ import annotations
@@ -23,9 +24,9 @@ class Prop2Point:
     d: int
     P: int
     bayes: float  # R_Bayes, mean over samples
-    oracle: float  # R_oracle, eq. (33) in closed form (no sampling)
+    oracle: float  # R_oracle, paper 1 (MTGM) eq. (33) in closed form (no sampling)
     difference: Interval  # R_Bayes - R_oracle, paired per sample
-    nu_min: float  # eq. (7) of the evaluation law
+    nu_min: float  # paper 1 (MTGM) eq. (7) of the evaluation law
 
 
 def per_sample_differences(d: int, P: int, n: int, seed: int = 0, chunk: int = 4) -> tuple[list[float], float, float]:
@@ -47,7 +48,7 @@ def per_sample_differences(d: int, P: int, n: int, seed: int = 0, chunk: int = 4
         x0r, lab = x0.repeat_interleave(T, 0), labels.repeat_interleave(T, 0)  # (b T, P, d)
         ab = abar.repeat(b)  # (b T,)
         noise = torch.randn(b * T, P, d, generator=g, dtype=torch.float64)
-        x_t = ab.sqrt().view(-1, 1, 1) * x0r + (1 - ab).sqrt().view(-1, 1, 1) * noise  # eq. (2)
+        x_t = ab.sqrt().view(-1, 1, 1) * x0r + (1 - ab).sqrt().view(-1, 1, 1) * noise  # paper 1 (MTGM) eq. (2)
         bayes = (noise - dist.bayes_eps(x_t, ab)).pow(2).sum((1, 2)) / (2 * d * P)  # (b T,)
         oracle = (noise - dist.oracle_eps(x_t, ab, lab)).pow(2).sum((1, 2)) / (2 * d * P)
         diffs += (bayes - oracle).view(b, T).mean(1).tolist()

@@ -1,15 +1,15 @@
 """Paper 1 (MTGM) eq. (1) over the three-parameter symmetric family of attention weights, no training.
 
-Gradient descent (eq. 4) from W(0) = 0 under a uniform pi~ commutes with permutations of the patterns and with
-rotations of their orthogonal complement, so it stays in
+Gradient descent (paper 1 (MTGM) eq. (4)) from W(0) = 0 under a uniform pi~ commutes with permutations of the patterns
+and with rotations of their orthogonal complement, so it stays in
 
     W / d = c Proj + e (J - Proj) + b Proj_perp                                           (d, d)
 
 with u_1..u_M = mu_u / ||mu_u|| (orthonormal, paper 1 Definition 1), Proj = sum_u u_u u_u^T (the projector on the
-patterns), J = sum_{u,v} u_u u_v^T (the all-ones matrix in the pattern basis) and Proj_perp = I - Proj. The
-attention logits of eq. (1) are then x_j^T (W/d) x_p. The one-parameter family of ``mtgm_isotropic`` (W = c d Proj)
-is e = b = 0. With v_t fitted by least squares at each step, min over (c, e, b) of the loss minus the Bayes risk
-(eq. 6) is the best Bayes gap GD can reach from W(0) = 0 at this d, P (up to the evaluation sample).
+patterns), J = sum_{u,v} u_u u_v^T (the all-ones matrix in the pattern basis) and Proj_perp = I - Proj. The attention
+logits of paper 1 (MTGM) eq. (1) are then x_j^T (W/d) x_p. The one-parameter family of ``mtgm_isotropic`` (W = c d
+Proj) is e = b = 0. With v_t fitted by least squares at each step, min over (c, e, b) of the loss minus the Bayes risk
+(paper 1 (MTGM) eq. (6)) is the best Bayes gap GD can reach from W(0) = 0 at this d, P (up to the evaluation sample).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class EvaluationDraw:
     noise: Tensor  # (n T, P, d)
     t: Tensor  # (n T,) in 1..T
     T: int
-    bayes: float  # R_Bayes on this draw, eq. (6)
+    bayes: float  # R_Bayes on this draw, paper 1 (MTGM) eq. (6)
     patterns: Tensor  # (M, d)
 
 
@@ -55,12 +55,13 @@ def evaluation_draw(d: int, P: int, n_eval: int) -> EvaluationDraw:
     t = sched.eval_times().repeat(n_eval)  # (n T,)
     noise = torch.randn(n_eval * T, P, d, generator=torch.Generator().manual_seed(0))
     x_t = sched.add_noise(x0.repeat_interleave(T, 0), t, noise)
-    bayes = 0.5 * (noise - dm.exact_eps(x_t, sched.alpha_bar(t), {})).pow(2).mean().item()  # eq. (6)
+    bayes = 0.5 * (noise - dm.exact_eps(x_t, sched.alpha_bar(t), {})).pow(2).mean().item()  # paper 1 (MTGM) eq. (6)
     return EvaluationDraw(x_t, noise, t, T, bayes, dm.eval_dist.patterns.float())
 
 
 def symmetric_gap(draw: EvaluationDraw, c: float, e: float, b: float) -> float:
-    """Loss of eq. (1) with W/d = c Proj + e (J - Proj) + b Proj_perp and least-squares v_t, minus R_Bayes."""
+    """Loss of paper 1 (MTGM) eq. (1) with W/d = c Proj + e (J - Proj) + b Proj_perp and least-squares v_t,
+    minus R_Bayes."""
     wd = symmetric_weight(draw.patterns, c, e, b).float()
     return least_squares_loss(isotropic_residual(draw.x_t, wd, 1.0), draw.noise, draw.t, draw.T) - draw.bayes
 

@@ -2,7 +2,7 @@
 
 Tokens are y_i = [z_i; e_i] (concat mode): z_i the projected frame (coordinates ``frame``),
 e_i the time-index embedding (coordinates ``embed``). A head with query / key weights
-Q, K in R^{hd x D} scores token pairs by (Q y_i)^T (K y_j) = y_i^T (Q^T K) y_j (eq. 1), so the
+Q, K in R^{hd x D} scores token pairs by (Q y_i)^T (K y_j) = y_i^T (Q^T K) y_j (paper 2 (GP) eq. (1)), so the
 D x D matrix Q^T K splits into four blocks
 
     [ Q_z^T K_z   Q_z^T K_e ]      Q_z = Q[:, frame], Q_e = Q[:, embed], same for K;
@@ -13,7 +13,7 @@ The value weights V in R^{hd x D} split into columns acting on z and on e; Fig. 
 emphasis on z (V carries Sigma, the spatial dependency).
 
 All functions take weight stacks with arbitrary leading dimensions, e.g. the
-``DiT.attention_weights()`` output (L, H, hd, D). Biases are ignored (eq. 1 has none).
+``DiT.attention_weights()`` output (L, H, hd, D). Biases are ignored (paper 2 (GP) eq. (1) has none).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def value_emphasis(v_weight: Tensor, frame: slice, embed: slice, proj_weight: Te
     """Column-block norms of V (..., hd, D) (Appendix F, Fig. 11).
 
     With ``proj_weight`` (..., D, hd) (the head's slice of the output projection) the effective
-    value map W_o^h V^h (D x D), which is paper 2's V^m of eq. (1), is used instead of V^h.
+    value map W_o^h V^h (D x D), which is the V^m of paper 2 (GP) eq. (1), is used instead of V^h.
     """
     _check_slices(v_weight.shape[-1], frame, embed)
     v = v_weight.to(torch.float64)

@@ -19,8 +19,9 @@ def same_pattern_mass(logits: Tensor, labels: Tensor) -> Tensor:
 def query_key_means(logits: Tensor, labels: Tensor, pattern: int) -> dict[str, tuple[Tensor, Tensor]]:
     """Mean query-key products for queries of latent pattern ``pattern``, paper 1 (MTGM) eqs. (18)-(19):
 
-        same: keys j != p with Y_j = Y_p  (eq. 18: large, >= log(Omega(1/eps K delta)) / 2)
-        diff: keys k with Y_k != Y_p      (eq. 19: small, O(log d / sqrt d) of the same-pattern products)
+        same: keys j != p with Y_j = Y_p  (paper 1 (MTGM) eq. (18): large, >= log(Omega(1/eps K delta)) / 2)
+        diff: keys k with Y_k != Y_p      (paper 1 (MTGM) eq. (19): small, O(log d / sqrt d) of the same-pattern
+                                          products)
 
     Returns {"same": (mean, count), "diff": (mean, count)}; a mean over no pair is NaN with count 0.
     logits: (B, P, P) query rows; labels: (B, P).

@@ -46,5 +46,5 @@ def output_scale_error(learned: Tensor, oracle: Tensor) -> Tensor:
 
 def time_averaged_snr(abar: Tensor) -> float:
     """SNR = E_t[abar_t / (1 - abar_t)] over the given steps (uniform weights): paper 1 (MTGM), the definition
-    after eq. (8) used in Theorem 1 (v) (Luo, 2022's per-step SNR). abar: (n_t,)."""
+    after paper 1 (MTGM) eq. (8) used in Theorem 1 (v) (Luo, 2022's per-step SNR). abar: (n_t,)."""
     return float((abar / (1 - abar)).mean())

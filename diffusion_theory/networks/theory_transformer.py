@@ -1,9 +1,9 @@
-"""The one-layer single-head softmax transformer of paper 1, eq. (1).
+"""The one-layer single-head softmax transformer of paper 1 (MTGM) eq. (1).
 
     f(Psi; X, t)_p = v_t (x_p - X softmax(X^T W x_p / d)),      Psi = {W in R^{d x d}, v in R^T}
 
 Token-major layout: X is (B, P, d), so the attention of query p on key j is
-softmax_j(x_j^T W x_p / d). Initialisation as in eq. (4): W(0) = 0, v_t(0) ~ N(0, 1/d).
+softmax_j(x_j^T W x_p / d). Initialisation as in paper 1 (MTGM) eq. (4): W(0) = 0, v_t(0) ~ N(0, 1/d).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from diffusion_theory.init_config import RecordsInitArgs  # checkpoints record t
 
 
 class OneLayerTransformer(RecordsInitArgs, nn.Module):
-    """Eq. (1). ``forward(x, t)`` takes noisy tokens (B, P, d) and integer steps t in {1..T} (B,).
+    """Paper 1 (MTGM) eq. (1). ``forward(x, t)`` takes noisy tokens (B, P, d) and integer steps t in {1..T} (B,).
 
     Args:
         d: token dimension.

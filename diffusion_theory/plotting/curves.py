@@ -48,7 +48,7 @@ def output_scale_figure(t: np.ndarray, learned: np.ndarray, oracle: np.ndarray) 
     (paper 1 (MTGM) eq. (16))."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()
-    ax.plot(t, oracle, "k--", label="oracle  sqrt(1-abar)/(1-abar+rho^2 abar)  (eq. 16)")
+    ax.plot(t, oracle, "k--", label="oracle  sqrt(1-abar)/(1-abar+rho^2 abar)  (paper 1 (MTGM) eq. (16))")
     ax.plot(t, learned, "o-", ms=3, label="learned v_t")
     ax.set_xlabel("diffusion step t")
     ax.set_ylabel("output scale")
