@@ -38,6 +38,7 @@ from diffusion_theory.config_errors import ConfigError, explain
 from diffusion_theory.datamodules.shapes import check_sample_shape
 from diffusion_theory.loggers import RunCSVLogger, TrimMetricsOnResume
 from diffusion_theory.protocols import check_requirements
+from diffusion_theory.quiet import silence_known_notices, without_unset_wandb_settings
 from diffusion_theory.slurm import requeue_checkpoint
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
@@ -167,6 +168,7 @@ class DiffusionCLI(LightningCLI):
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any):
         registry.load_components()  # built-in and plugin classes become available by short name
+        silence_known_notices()  # known library notices only (diffusion_theory/quiet.py)
         argv = sys.argv[1:] if args is None else args
         if isinstance(argv, (list, tuple)) and LIST_FLAG in argv:
             print(registry.format_components())
@@ -225,9 +227,9 @@ class DiffusionCLI(LightningCLI):
         mode = resolve_wandb_mode(run.wandb_mode)
         if mode != "disabled":
             run_id = _safe(f"{run.experiment}-{run_dir.name}")[:120]
-            loggers.append(WandbLogger(save_dir=str(run_dir), project=run.wandb_project, entity=run.wandb_entity,
-                                       name=run_dir.name, group=run.experiment, id=run_id, resume="allow",
-                                       mode=mode))
+            loggers.append(without_unset_wandb_settings(WandbLogger(
+                save_dir=str(run_dir), project=run.wandb_project, entity=run.wandb_entity, name=run_dir.name,
+                group=run.experiment, id=run_id, resume="allow", mode=mode)))
         return loggers
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:

@@ -37,6 +37,11 @@ Kind = Literal["batch", "weights", "generation"]
 KINDS: tuple[str, ...] = ("batch", "weights", "generation")
 
 
+# Values that are already identical on every rank (torchmetrics synced them, or the contract of ``evaluate``):
+# ``sync_dist=True`` tells Lightning they are synced (no "recommended to use sync_dist=True" warning per metric
+# and validation under DDP) and ``rank_zero_only=True`` turns Lightning's own reduction of them into a no-op
+# (no collective per metric). Every rank still logs them, so they can be monitored on every rank.
+SYNCED = {"sync_dist": True, "rank_zero_only": True}
 class Diagnostic(pl.Callback, abc.ABC):
     """Base of every diagnostic: ``kind``, ``requires`` = ((role, protocol), ...), ``every_n_epochs``.
 
@@ -157,7 +162,7 @@ class BatchDiagnostic(Diagnostic):
             values[name] = metric.compute()
             metric.reset()
         for name, value in values.items():
-            pl_module.log(name, value, sync_dist=False)
+            pl_module.log(name, value, **SYNCED)
         self.after_epoch(trainer, pl_module, {k: float(v) for k, v in values.items()})
 
 
@@ -183,7 +188,7 @@ class EpochEndDiagnostic(Diagnostic):
         with torch.no_grad():
             values = {name: float(v) for name, v in self.evaluate(trainer, pl_module).items()}
         for name, value in values.items():  # identical on every rank by the contract above
-            pl_module.log(name, value, sync_dist=False)
+            pl_module.log(name, value, **SYNCED)
         self.after_epoch(trainer, pl_module, values)
 
 
