@@ -55,9 +55,17 @@ def make(idx: str, classifier: str, conditional: bool, **kwargs):
     return dm, module, cb
 
 
+def _reduce(x: torch.Tensor, reduce_op: str = "sum") -> torch.Tensor:
+    out = x.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
 def stub_trainer(dm, rank: int, world: int, root: str) -> SimpleNamespace:
+    """The parts of a Trainer the diagnostic reads; its strategy's reduce is torch.distributed's all-reduce."""
     return SimpleNamespace(global_rank=rank, world_size=world, is_global_zero=rank == 0, datamodule=dm,
-                           default_root_dir=root, global_step=7, current_epoch=0, sanity_checking=False, loggers=[])
+                           default_root_dir=root, global_step=7, current_epoch=0, sanity_checking=False, loggers=[],
+                           strategy=SimpleNamespace(reduce=_reduce))
 
 
 def run(rank: int, world: int, idx: str, classifier: str, out: str, conditional: bool) -> None:
@@ -65,7 +73,7 @@ def run(rank: int, world: int, idx: str, classifier: str, out: str, conditional:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    dm, module, cb = make(idx, classifier, conditional)
+    dm, module, cb = make(idx, classifier, conditional, fidelity_check=True)
     trainer = stub_trainer(dm, rank, world, str(Path(out).parent / f"run{world}"))
     cb.setup(trainer, module, "fit")
     values = cb.evaluate(trainer, module)

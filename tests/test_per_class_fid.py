@@ -44,7 +44,7 @@ def drawn(module, n: int, chunk: int, seed: int):
 
 def test_labels_shares_and_per_class_fid_of_an_unconditional_model(tiny, tmp_path):
     idx, clf = tiny
-    dm, module, cb = make(idx, clf, conditional=False)
+    dm, module, cb = make(idx, clf, conditional=False, fidelity_check=True)
     trainer = stub_trainer(dm, 0, 1, str(tmp_path))
     cb.setup(trainer, module, "fit")
     with warnings.catch_warnings(record=True) as caught:
@@ -69,6 +69,10 @@ def test_labels_shares_and_per_class_fid_of_an_unconditional_model(tiny, tmp_pat
     for k in range(3):
         assert values[f"val/fid/class_{k}"] == pytest.approx(fid_from_features(fake[pred == k], real[k]), rel=1e-6)
     assert values["val/classifier_confidence"] > 0.5
+    # torch-fidelity's FID on the same features agrees; KID and precision / recall come with it
+    for k in range(3):
+        assert values[f"val/fidelity/fid/class_{k}"] == pytest.approx(values[f"val/fid/class_{k}"], rel=1e-6)
+        assert 0 <= values[f"val/fidelity/precision/class_{k}"] <= 1 and f"val/fidelity/kid/class_{k}" in values
     rec = cb.last_record["record"]
     assert rec["n_generated"] == {str(k): int((pred == k).sum()) for k in range(4)}
     assert rec["n_real"] == {str(k): 40 for k in range(4)} and rec["sampler"] == "ddpm" and rec["seed"] == 5

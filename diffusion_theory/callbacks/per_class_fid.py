@@ -48,7 +48,7 @@ from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.diffusion.generation import current_ranks, for_each_chunk
 from diffusion_theory.diffusion.samplers import default_steps, resolve_sampler
-from diffusion_theory.metrics.fid import streaming_fid
+from diffusion_theory.metrics.fid import fidelity_metrics, streaming_fid
 from diffusion_theory.networks.fid_features import ClassifierFeatures, InceptionFeatures, file_hash
 from diffusion_theory.plotting.samples import image_grid_figure
 
@@ -141,6 +141,9 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         seed: generation seed: chunk k is drawn with (seed, k) at every evaluation.
         grid_per_class: images per class in the Fig. 5 grid (0: no grid).
         feature_batch_size: real images per feature batch.
+        fidelity_check: also compute torch-fidelity's FID, KID and precision / recall per class on the same features
+            (an independent implementation; keeps every generated feature, so meant for ``scripts/evaluate.py``):
+            ``val/fidelity/{fid,kid,precision,recall}/class_<c>``.
     """
 
     requires = (("data", HasClassImages), ("auxiliary", LabelsImages))
@@ -149,7 +152,7 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
                  features: FeatureKind = "classifier", inception_weights: str | None = None,
                  guidance_scale: float | None = None, sampler: str = "auto", n_steps: int | None = None,
                  sampler_options: dict[str, Any] | None = None, chunk_size: int = 200, seed: int = 0,
-                 grid_per_class: int = 8, feature_batch_size: int = 500):
+                 grid_per_class: int = 8, feature_batch_size: int = 500, fidelity_check: bool = False):
         super().__init__(every_n_epochs=every_n_epochs, n_samples=n_samples, sampler=sampler, n_steps=n_steps,
                          sampler_options=sampler_options, chunk_size=chunk_size, seed=seed)
         if features not in ("classifier", "inception"):
@@ -163,6 +166,7 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         self.features, self.inception_weights = features, inception_weights
         self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
         self.grid_per_class, self.feature_batch_size = int(grid_per_class), int(feature_batch_size)
+        self.fidelity_check = bool(fidelity_check)
         self._extractor: nn.Module | None = None
         self._real_done = False
         self.history: list[dict[str, Any]] = []
@@ -259,6 +263,10 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         kwargs = self.sample_kwargs()
         self._grid = {}
         keep_grid = trainer.is_global_zero and self.grid_per_class > 0
+        n_total = self.resolve_n(trainer)
+        if self.fidelity_check:  # every generated feature at its row, zero elsewhere: summed across ranks below
+            all_feats = torch.zeros(n_total, extractor.num_features, dtype=torch.float64, device=device)
+            all_index = torch.zeros(n_total, dtype=torch.long, device=device)  # class index + 1 (0: another rank's)
 
         def draw(k: int, start: int, rows: int, generator: torch.Generator) -> None:
             if self.conditional:
@@ -281,8 +289,10 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
                         kept = self._grid.setdefault(c, [])
                         kept.extend(list(x[mask][:self.grid_per_class - len(kept)].cpu()))
             self.fid_all.update(feats, real=False)
+            if self.fidelity_check:
+                all_feats[start:start + rows], all_index[start:start + rows] = feats, index + 1
 
-        for_each_chunk(trainer, pl_module, self.resolve_n(trainer), self.chunk_size, self.seed, draw)
+        for_each_chunk(trainer, pl_module, n_total, self.chunk_size, self.seed, draw)
         stats = self.stats.compute()  # synced: identical on every rank, so the FIDs computed below match
         fid_counts = stats["fid_counts"].round().long().tolist()
         total = max(1.0, float(stats["pred_counts"].sum()))
@@ -299,10 +309,29 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         values["val/classifier_confidence"] = float(stats["confidence"])
         if self.conditional:
             values["val/label_agreement"] = float(stats["agreement"])
+        if self.fidelity_check:
+            ranks = current_ranks(trainer)
+            values.update(self._fidelity(trainer, ranks.all_reduce_sum(all_feats), ranks.all_reduce_sum(all_index) - 1,
+                                         device))
         for metric in (*self.fids, self.fid_all, self.stats):
             metric.reset()  # the real statistics stay (reset_real_features=False)
         self._write_record(trainer, pl_module, values, fid_counts)
         return values
+
+    def _fidelity(self, trainer: pl.Trainer, feats: Tensor, index: Tensor, device: torch.device) -> dict[str, float]:
+        """torch-fidelity's FID, KID and precision / recall per class on the same features (every rank, no collective)."""
+        real = trainer.datamodule.real_images()
+        out = {}
+        for k, c in enumerate(self.labels):
+            gen = feats[index == k]
+            if gen.shape[0] < 2:
+                continue
+            m = fidelity_metrics(gen.cpu(), self._batched_features(real[c], device).cpu(), seed=self.seed)
+            out.update({f"val/fidelity/fid/class_{c}": m["frechet_inception_distance"],
+                        f"val/fidelity/kid/class_{c}": m["kernel_inception_distance_mean"],
+                        f"val/fidelity/precision/class_{c}": m["precision"],
+                        f"val/fidelity/recall/class_{c}": m["recall"]})
+        return out
 
     # -- reproducibility record ------------------------------------------------------------------------
     def record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, fid_counts: list[int]) -> dict[str, Any]:
