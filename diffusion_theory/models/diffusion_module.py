@@ -1,8 +1,8 @@
 """The LightningModule that trains any noise-predicting network on the DDPM objective.
 
-Training (paper 1 eq. 3, paper 2 eq. 6 in noise-prediction form):
+Training (paper 1 (MTGM) eq. (3), paper 2 (GP) eq. (6) in noise-prediction form):
     t ~ schedule (uniform / first / last),  E ~ N(0, I),  X^t = sqrt(abar_t) X^0 + sqrt(1 - abar_t) E
-    loss = loss_scale * mean ||f(X^t, t) - E||^2          (loss_scale = 1/2 gives eq. 3's 1/(2dPT))
+    loss = loss_scale * mean ||f(X^t, t) - E||^2          (loss_scale = 1/2 gives paper 1 (MTGM) eq. (3)'s 1/(2dPT))
 
 Validation runs every evaluation sample at every ``schedule.eval_times()`` with fixed noise
 (``diffusion.evaluation``) and hands the noisy batch to the diagnostics (callbacks) through
@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from diffusion_theory.diffusion.evaluation import evaluation_noise, expand_over_times, needs_noisy_grid
+from diffusion_theory.diffusion.evaluation import (NOISE_METHODS, NoiseMethod, evaluation_noise, expand_over_times,
+                                                   needs_noisy_grid)
 from diffusion_theory.init_config import init_config
 from diffusion_theory.diffusion.schedules import NoiseSchedule
 from diffusion_theory.networks.ema import EMA
@@ -44,10 +45,13 @@ class DiffusionModule(pl.LightningModule):
     """Trains ``network(x_t, model_time, **cond) -> predicted noise`` under ``schedule``.
 
     Args:
-        network: the denoiser, e.g. ``OneLayerTransformer`` (paper 1 eq. 1) or ``DiT``.
+        network: the denoiser, e.g. ``OneLayerTransformer`` (paper 1 (MTGM) eq. (1)) or ``DiT``.
         schedule: the forward process (``LinearAlphaSchedule``, ``LinearBetaSchedule``, ...).
-        loss_scale: multiplies the per-dimension mean squared error; 0.5 is eq. (3).
+        loss_scale: multiplies the per-dimension mean squared error; 0.5 is paper 1 (MTGM) eq. (3).
         eval_noise_seed: seed of the evaluation noise grid (shared by all runs and ranks).
+        eval_noise: how the evaluation noise is drawn (``diffusion.evaluation``): ``generator`` (one seeded
+            generator per sample, the values of earlier runs; fastest on CPUs) or ``hash`` (counter-based,
+            vectorised on the batch's device).
         noise_seed: seed of the training noise and times; rank r uses noise_seed + r.
         ema_decay: if set (e.g. DiT's 0.9999), keep an EMA of the network's weights with this decay and
             validate and sample with it; None (default) uses the trained weights themselves.
@@ -59,7 +63,8 @@ class DiffusionModule(pl.LightningModule):
 
     def __init__(self, network: nn.Module, schedule: NoiseSchedule, loss_scale: float = 0.5,
                  eval_noise_seed: int = 1234, noise_seed: int = 0, ema_decay: float | None = None,
-                 condition_keys: list[str] = [], label_dropout: float = 0.0):  # noqa: B006 (jsonargparse shows it)
+                 condition_keys: list[str] = [], label_dropout: float = 0.0,  # noqa: B006 (jsonargparse shows it)
+                 eval_noise: NoiseMethod = "generator"):
         super().__init__()
         if network is None:
             raise ValueError("model.network is missing: this checkpoint does not record the network's config (it was "
@@ -91,6 +96,9 @@ class DiffusionModule(pl.LightningModule):
         self.schedule = schedule
         self.loss_scale = loss_scale
         self.eval_noise_seed = eval_noise_seed
+        if eval_noise not in NOISE_METHODS:
+            raise ValueError(f"eval_noise: must be one of {', '.join(NOISE_METHODS)}; got {eval_noise!r}")
+        self.eval_noise = eval_noise
         self.noise_seed = noise_seed
         self.val_loss = MeanMetric()
         self._noise_gen: torch.Generator | None = None
@@ -253,6 +261,7 @@ class DiffusionModule(pl.LightningModule):
         times = self.schedule.eval_times()  # (n_t,)
         n_t = times.numel()
         noise = evaluation_noise(batch["index"], n_t, tuple(x0.shape[1:]), self.eval_noise_seed, dtype=x0.dtype,
+                                 method=self.eval_noise,
                                  device=x0.device).flatten(0, 1)  # (B n_t, ...)
         t = times.repeat(x0.shape[0]).to(x0.device)  # (B n_t,)
         cond = {k: expand_over_times(v, n_t) for k, v in self.conditioning(batch).items()}
