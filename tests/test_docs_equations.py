@@ -119,7 +119,7 @@ def test_ddpm_loss_is_paper1_eq3_per_sample():
     g = torch.Generator().manual_seed(2)
     x0, noise = torch.randn(3, P, d, generator=g), torch.randn(3, P, d, generator=g)
     t = torch.tensor([1, 5, 10])
-    per_sample, x_t, eps_hat = module.diffusion_loss(x0, t, noise)
+    per_sample, x_t, _ = module.diffusion_loss(x0, t, noise)
     for i in range(3):  # ||f(X^t, t) - E||_F^2 / (2 d P) for each sample, its network called on its own
         f = net(x_t[i:i + 1], t[i:i + 1])[0]
         assert per_sample[i].item() == pytest.approx((f - noise[i]).pow(2).sum().item() / (2 * d * P), rel=1e-5)

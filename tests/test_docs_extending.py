@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import sys
 
 import pytest
 import torch
@@ -23,7 +22,7 @@ DOC = ROOT / "docs" / "extending.md"
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```$", DOC.read_text(), flags=re.S | re.M)
+    return re.findall(rf"^```{language}\n(.*?)^```$", DOC.read_text(), flags=re.DOTALL | re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +123,10 @@ def test_the_sweep_block_writes_its_table(doc, tmp_path):
         doc["experiment"].check("paper", None)
 
 
-def test_the_plugin_excerpts_match_the_example(plugin_importable, doc):
+@pytest.mark.usefixtures("plugin_importable")
+def test_the_plugin_excerpts_match_the_example(doc):
     (toml,) = blocks("toml")
     assert toml in (PLUGIN_DIR / "pyproject.toml").read_text()
-    sys.modules.pop("dt_plugin_example", None)
     example = importlib.import_module("dt_plugin_example")
     assert doc["components"]() == example.components()
     registry.load_components()
