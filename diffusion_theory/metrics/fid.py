@@ -69,7 +69,11 @@ def fidelity_metrics(generated: Tensor, real: Tensor, kid_subset_size: int | Non
                      prc_neighborhood: int = 3, seed: int = 0) -> dict[str, float]:
     """torch-fidelity's FID, KID (mean, std) and precision / recall / F-score on the same features.
 
-    generated (n_g, F), real (n_r, F); KID subsets of ``kid_subset_size`` (default min(n_g, n_r, 1000)) rows."""
+    generated (n_g, F), real (n_r, F), n_g, n_r >= 2; KID subsets of ``kid_subset_size`` (default min(n_g, n_r, 1000))
+    rows; precision / recall with k = min(prc_neighborhood, n_g - 1, n_r - 1) nearest neighbours."""
+    if generated.shape[0] < 2 or real.shape[0] < 2:
+        raise ValueError(f"fidelity_metrics: need at least 2 generated and 2 real feature rows; got {generated.shape[0]} "
+                         f"and {real.shape[0]}")
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
@@ -80,6 +84,7 @@ def fidelity_metrics(generated: Tensor, real: Tensor, kid_subset_size: int | Non
                                         verbose=False))
     out.update(kid_features_to_metric(generated, real, kid_subsets=100, kid_subset_size=subset, rng_seed=seed,
                                       verbose=False))
-    out.update(prc_features_to_metric(generated.float(), real.float(), prc_neighborhood=prc_neighborhood,
+    k = min(prc_neighborhood, generated.shape[0] - 1, real.shape[0] - 1)  # k-NN balls need k + 1 points per set
+    out.update(prc_features_to_metric(generated.float(), real.float(), prc_neighborhood=k,
                                       prc_batch_size=10000, save_cpu_ram=False, verbose=False))
     return {k: float(v) for k, v in out.items()}
