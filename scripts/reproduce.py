@@ -5,6 +5,7 @@
     python scripts/reproduce.py mtgm --scale paper    # the paper's step counts and evaluation size (GPU)
     python scripts/reproduce.py mtgm --only fig2b     # one study
     python scripts/reproduce.py gp                    # paper 2, Fig. 4(a), 1, 4(b), 5, 10-12 and the control (~1.5 h)
+    python scripts/reproduce.py mtgm --seeds 5        # 5 seeds per sweep point (default 3)
     python scripts/reproduce.py mtgm --wandb          # also log every run to W&B (offline without network)
     python scripts/reproduce.py gp --grid my_grid.yaml    # other sweep values (a copy of configs/sweeps/gp.yaml)
 
@@ -34,16 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wandb", action="store_true")
     parser.add_argument("--report", type=Path, default=experiments.common.DEFAULT_REPORT,
                         help="the markdown report to update")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="seeds per sweep point (default 3; seed 0 is the configs' own seeds, the existing runs)")
     parser.add_argument("--grid", type=Path, default=None,
                         help="the sweep grid (default: configs/sweeps/<paper>.yaml)")
     args = parser.parse_args(argv)
     cls = experiments.experiment_class(args.paper)
     grid = experiments.load_grid(args.grid) if args.grid else None
+    if args.seeds < 1:
+        parser.error(f"--seeds: at least 1 seed per sweep point; got {args.seeds}")
     try:
         cls(grid).check(args.scale, args.only)
     except ValueError as err:
         parser.error(str(err))
-    experiments.reproduce(args.paper, args.scale, args.only, args.root, args.wandb, args.report, args.grid)
+    experiments.reproduce(args.paper, args.scale, args.only, args.root, args.wandb, args.report, args.grid, args.seeds)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,98 @@ def test_trends():
     assert common.trend([3, 2]) == "decreasing" and common.trend([2, 3]) == "increasing"
     assert common.trend([1, 3, 2]) == "not monotone"
     assert common.fmt(0.12345) == "0.1235" and common.fmt(1.5e-4) == "1.50e-04"
+
+
+# ---- seeds (issue 12) -----------------------------------------------------------------------------------------
+
+def test_seed_overrides_and_folders():
+    keys = ["seed_everything", "data.init_args.data_seed"]
+    assert common.seed_overrides(keys, 0) == []  # seed 0: the configs' own seeds, the existing runs
+    assert common.seed_overrides(keys, 2) == ["--seed_everything=2", "--data.init_args.data_seed=2"]
+    assert common.seed_key(["--data.init_args.K=2"], 0) == "K=2"
+    assert common.seed_key(["--data.init_args.K=2"], 2) == "K=2_seed=2" and common.seed_key([], 1) == "base_seed=1"
+    with pytest.raises(ValueError, match="seeds are 0, 1"):
+        common.seed_overrides(keys, -1)
+
+
+def test_seed_keys_are_config_fields_that_exist():
+    """Every seed key of a grid is a field of its config(s) or a constructor argument of the class the config names
+    there (a typo would silently not reseed)."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    from diffusion_theory.registry import BUILTIN_MODULES
+
+    def resolve(class_path: str):
+        if "." in class_path:
+            module, _, name = class_path.rpartition(".")
+            return getattr(importlib.import_module(module), name)
+        for module in BUILTIN_MODULES:
+            found = getattr(importlib.import_module(module), class_path, None)
+            if found is not None:
+                return found
+        raise AssertionError(f"unknown class {class_path}")
+
+    def has(cfg: dict, dotted: str) -> bool:
+        node, parts = cfg, dotted.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, dict) and part in node:
+                parent, node = node, node[part]
+            elif i == len(parts) - 1 and parts[i - 1] == "init_args" and "class_path" in parent:
+                return part in inspect.signature(resolve(parent["class_path"]).__init__).parameters
+            else:
+                return False
+        return True
+
+    from diffusion_theory.experiments.gp import GPExperiment
+    for grid, configs in ((MTGMExperiment().grid, ["configs/mtgm.yaml"]),
+                          (GPExperiment().grid, sorted({s["config"] for s in GPExperiment().grid["scales"].values()}))):
+        assert grid["seed_keys"]
+        for config in configs:
+            cfg = yaml.safe_load((common.REPO / config).read_text())
+            for key in grid["seed_keys"]:
+                assert has(cfg, key), (config, key)
+    assert not has(yaml.safe_load((common.REPO / "configs/mtgm.yaml").read_text()), "data.init_args.dat_seed")
+
+
+def test_seeded_runs_are_fitted_once_per_seed_with_their_overrides(tmp_path, monkeypatch):
+    import diffusion_theory.cli
+
+    calls = []
+
+    def fake_cli(args):
+        calls.append(args)
+        name = next(a.split("=", 1)[1] for a in args if a.startswith("--run.name="))
+        seed = next((int(a.split("=", 1)[1]) for a in args if a.startswith("--seed_everything=")), 0)
+        write_run(tmp_path / "cpu" / name, [{"step": "9", "val/x": str(1.0 + seed), "train/y": ""}])
+
+    monkeypatch.setattr(diffusion_theory.cli, "DiffusionCLI", fake_cli)
+    sweep = Sweep(tmp_path / "cpu", seeds=3, seed_keys=["seed_everything"])
+    pts = sweep.fit_seeds("configs/mtgm.yaml", "fig2b", Run("K2", ["--data.init_args.K=2"]), [])
+    assert [r.seed for r in pts.runs] == [0, 1, 2] and pts.finals("val/x") == [1.0, 2.0, 3.0]
+    assert [next(a for a in c if a.startswith("--run.name=")) for c in calls] == [
+        "--run.name=K=2", "--run.name=K=2_seed=1", "--run.name=K=2_seed=2"]
+    assert "--seed_everything=1" in calls[1] and not any(a.startswith("--seed_everything") for a in calls[0])
+    assert pts.band("val/x")[1] == [2.0]
+    assert common.fmt_iv([1.0, 2.0, 3.0]).startswith("2.0000 [")
+    sweep.fit_seeds("configs/mtgm.yaml", "fig2b", Run("K2", ["--data.init_args.K=2"]), [])
+    assert len(calls) == 3  # finished seeds are reused
+    with pytest.raises(ValueError, match="seed_keys"):
+        Sweep(tmp_path / "x", seeds=2).fit_seeds("configs/mtgm.yaml", "s", Run("a", []), [])
+
+
+def test_reproduce_rejects_zero_seeds(tmp_path):
+    with pytest.raises(ValueError, match="--seeds: at least 1"):
+        experiments.reproduce("mtgm", "smoke", ["fig2d"], root=tmp_path, report=tmp_path / "r.md", seeds=0)
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_gd_studies_use_their_own_run_folders_and_plain_gd():
+    grid = MTGMExperiment().grid
+    assert "--optimizer=torch.optim.SGD" in grid["gd"]["overrides"]
+    assert "--optimizer.init_args.momentum=0.0" in grid["gd"]["overrides"]
+    for scale in grid["scales"].values():
+        assert scale["gd_steps"] > scale["gd_validate_every"] > 0
+    assert {"fig2b_gd", "fig2c_gd", "fig2d_gd", "prop2", "symmetric"} <= set(MTGMExperiment.studies)

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "diffusion_theory.experiments"
 BUILTIN: dict[str, str] = {
     "mtgm": "diffusion_theory.experiments.mtgm:MTGMExperiment",   # paper 1, Fig. 2, Fig. 4, Bayes gap
     "gp": "diffusion_theory.experiments.gp:GPExperiment",         # paper 2, Fig. 1, 4, 5, 10-12, control
+    "mnist": "diffusion_theory.experiments.mnist:MNISTExperiment",  # paper 1, Sec. 5.2, Fig. 3 and 5 (images)
 }
 
 
@@ -44,7 +45,7 @@ def experiment_class(name: str) -> type[Experiment]:
 
 
 def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path = REPO / "runs" / "reproduce",
-              wandb: bool = False, report: Path | None = None, grid: Path | None = None) -> None:
+              wandb: bool = False, report: Path | None = None, grid: Path | None = None, seeds: int = 3) -> None:
     """Run experiment ``name``'s studies ``only`` (all if None) at ``scale`` and update the report.
 
     Args:
@@ -52,11 +53,15 @@ def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path =
         wandb: also log every run to W&B.
         report: the markdown report (default docs/reproduction.md); figures go to ``figures/`` beside it.
         grid: the sweep grid (default configs/sweeps/<name>.yaml).
+        seeds: seeds per sweep point (0 .. seeds-1; the grid's ``seed_keys`` say which config fields a seed sets).
     """
+    if seeds < 1:
+        raise ValueError(f"--seeds: at least 1 seed per sweep point; got {seeds}")
     cls = experiment_class(name)
     experiment = cls(load_grid(grid) if grid is not None else None)
     experiment.check(scale, only)
-    sweep = Sweep(experiment.runs_root(Path(root), scale), wandb=wandb)
+    sweep = Sweep(experiment.runs_root(Path(root), scale), wandb=wandb, seeds=seeds,
+                  seed_keys=list(experiment.grid.get("seed_keys") or []))
     experiment.reproduce(scale, only, sweep, Report(report) if report is not None else Report())
 
 

@@ -33,6 +33,7 @@ class Run:
     name: str
     overrides: list[str]
     metrics: list[dict[str, str]] = field(default_factory=list)
+    seed: int = 0  # 0: the config's own seeds (no override); s > 0: ``seed_overrides(keys, s)`` are appended
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         """(steps, values) of every logged value of ``metric``, in logging order."""
@@ -60,6 +61,21 @@ def run_key(overrides: list[str]) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9.=-]+", "-", o.split("init_args.")[-1].lstrip("-")) for o in overrides)
 
 
+def seed_overrides(keys: list[str], seed: int) -> list[str]:
+    """The overrides that move a run to seed ``seed``: every key in ``keys`` (the config fields that seed the data
+    stream, the training noise and the initialisation, e.g. ``seed_everything``, ``data.init_args.data_seed``) set
+    to ``seed``. Seed 0 is the configs' own value of every such key, so it adds nothing: the existing runs are seed 0.
+    The evaluation set keeps its own seed, so every seed is measured on the same evaluation data (runs are paired)."""
+    if seed < 0:
+        raise ValueError(f"--seeds: seeds are 0, 1, ...; got {seed}")
+    return [] if seed == 0 else [f"--{k}={seed}" for k in keys]
+
+
+def seed_key(overrides: list[str], seed: int) -> str:
+    """The run folder of ``overrides`` at ``seed``: ``run_key(overrides)`` for seed 0, ``<key>_seed=<s>`` otherwise."""
+    return run_key(overrides) + ("" if seed == 0 else f"_seed={seed}")
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "metrics.csv") as f:
         return list(csv.DictReader(f))
@@ -77,24 +93,68 @@ class Sweep:
     root: Path
     wandb: bool = False
 
+    seeds: int = 1  # seeds 0 .. seeds-1 of every sweep point (``fit_seeds``)
+    seed_keys: list[str] = field(default_factory=list)  # the config fields a seed sets (``seed_overrides``)
+
     def run_dir(self, run: Run) -> Path:
-        return self.root / run_key(run.overrides)
+        return self.root / seed_key(run.overrides, run.seed)
 
     def fit(self, config: str, study: str, run: Run, common: list[str]) -> Run:
-        """Train ``run`` (``config`` + ``common`` + ``run.overrides``) unless its folder already holds metrics and a
-        last checkpoint, then read its metrics into ``run``."""
+        """Train ``run`` (``config`` + ``common`` + ``run.overrides`` + its seed's overrides) unless its folder already
+        holds metrics and a last checkpoint, then read its metrics into ``run``."""
         from diffusion_theory.cli import DiffusionCLI
 
         run_dir = self.run_dir(run)
         if not (run_dir / "metrics.csv").exists() or not (run_dir / "checkpoints" / "last.ckpt").exists():
             args = ["--config", str(REPO / config), f"--run.root={self.root.parent}",
-                    f"--run.experiment={self.root.name}", f"--run.name={run_key(run.overrides)}", "--run.monitor=null",
+                    f"--run.experiment={self.root.name}", f"--run.name={run_dir.name}", "--run.monitor=null",
                     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-                    f"--run.wandb_mode={'auto' if self.wandb else 'disabled'}", *common, *run.overrides]
-            print(f"[reproduce] {study}/{run.name} -> {run_dir}", flush=True)
+                    f"--run.wandb_mode={'auto' if self.wandb else 'disabled'}", *common, *run.overrides,
+                    *seed_overrides(self.seed_keys, run.seed)]
+            print(f"[reproduce] {study}/{run.name} seed {run.seed} -> {run_dir}", flush=True)
             DiffusionCLI(args=args)
         run.metrics = read_metrics(run_dir)
         return run
+
+    def fit_seeds(self, config: str, study: str, run: Run, common: list[str]) -> "Seeds":
+        """``run`` at seeds 0 .. ``self.seeds`` - 1 (each its own folder; seed 0 is the config's own seeds)."""
+        if self.seeds > 1 and not self.seed_keys:
+            raise ValueError("--seeds > 1 needs the grid's `seed_keys` (the config fields a seed sets)")
+        return Seeds(run.name, [self.fit(config, study, Run(run.name, list(run.overrides), seed=s), common)
+                                for s in range(self.seeds)])
+
+
+@dataclass
+class Seeds:
+    """One sweep point at several seeds: per-seed numbers, their mean and 95 % t-interval
+    (``diffusion_theory.metrics.intervals``)."""
+
+    name: str
+    runs: list[Run]
+
+    def finals(self, metric: str) -> list[float]:
+        return [r.final(metric) for r in self.runs]
+
+    def ats(self, metric: str, step: int) -> list[float]:
+        return [r.at(metric, step) for r in self.runs]
+
+    def values(self, fn) -> list[float]:
+        """``fn(run)`` for each seed's run."""
+        return [fn(r) for r in self.runs]
+
+    def interval(self, values: list[float]):
+        from diffusion_theory.metrics.intervals import t_interval
+
+        return t_interval(values)
+
+    def band(self, metric: str) -> tuple[list[int], list[float], list[float], list[float]]:
+        """(steps, mean, lo, hi) of ``metric`` over the seeds at the steps every seed logged."""
+        from diffusion_theory.metrics.intervals import t_interval
+
+        curves = [dict(zip(*r.curve(metric))) for r in self.runs]
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        ivs = [t_interval([c[s] for c in curves]) for s in steps]
+        return steps, [i.mean for i in ivs], [i.lo for i in ivs], [i.hi for i in ivs]
 
 
 # ----------------------------------------------------------------------------------------
@@ -145,6 +205,24 @@ class Report:
 def fmt(x: float) -> str:
     """4 decimals, or scientific notation below 1e-3."""
     return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
+
+
+def fmt_iv(values: list[float], f=fmt) -> str:
+    """``mean [lo, hi]`` over seeds (95 % t-interval), or ``value (1 seed)``."""
+    from diffusion_theory.metrics.intervals import t_interval
+
+    return t_interval(values).format(f)
+
+
+def seeds_note(n: int) -> str:
+    """The sentence every table of the report carries about its seeds."""
+    if n < 2:
+        return ("Single seed: no interval, and no ordering below is resolved (orderings are claimed only where the "
+                "95 % t-intervals over seeds separate, or a paired t-test over seeds rejects equality).")
+    return (f"Mean over {n} seeds [95 % t-interval]; a seed sets the training data stream, the training noise and the "
+            "initialisation, the evaluation set is shared, so settings are compared by a paired t-test over seeds "
+            "(an ordering is claimed only when the 95 % interval of the paired differences excludes 0, otherwise "
+            "'not resolved at this scale').")
 
 
 def g3(x: float) -> str:
