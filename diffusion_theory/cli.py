@@ -11,6 +11,10 @@ subcommand: it always fits. What it adds to Lightning:
   there, offline otherwise (``wandb sync`` uploads later), ``WANDB_MODE`` respected;
 - ``--ckpt_path=last`` resumes the newest run of the experiment (or ``--run.name``), same W&B run;
 - checkpoints written atomically, so a killed or failing run keeps its last good checkpoint;
+- under SLURM a requeued job (same ``SLURM_JOB_ID``: same run folder and W&B id) resumes its newest HPC or
+  last checkpoint (``diffusion_theory.slurm``); a run started by ``wandb agent`` (``configs/sweeps/mtgm_K.yaml``,
+  ``gp_n.yaml``) gets its own folder ``sweep-<W&B run id>``; ``run.log_checkpoints`` logs the checkpoints as a
+  W&B artifact (``diffusion_theory.artifacts``);
 - ``--list`` prints the components available by short name, built-in and from plugins, and exits;
   a config error also names any plugin that failed to import (``diffusion_theory.registry``);
 - the diagnostics' capability requirements are checked before the fit starts.
