@@ -244,3 +244,42 @@ def test_registry_and_validation():
         build_dit("DiT-XXL")
     with pytest.raises(ValueError, match=r"\(B, 16, 3\)"):
         small_sequence_dit()(torch.randn(2, 15, 3), torch.rand(2))
+
+
+@pytest.mark.parametrize("x_shape, kwargs", [((3, 16, 3), {}), ((2, 3, 8, 8), dict(input_shape=(3, 8, 8), patch_size=2,
+                                                                                     pos_embed_mode="add"))])
+def test_attention_kernels_agree_in_outputs_gradients_and_records(x_shape, kwargs):
+    """softmax(q k^T / sqrt(hd)) v through the matmul kernel equals the fused scaled_dot_product_attention
+    (float32: to rounding; bf16 autocast: to bf16 precision), gradients included; recording works for both."""
+    nets = {}
+    for kernel in ("sdpa", "matmul", "auto"):
+        nets[kernel] = small_sequence_dit(attention=kernel, **kwargs)
+        randomize(nets[kernel])
+    x, t = torch.randn(x_shape), torch.rand(x_shape[0]) * 1000
+    assert nets["auto"].blocks[0].attn.uses_matmul(torch.zeros(1, 16, 32))  # CPU, short sequence
+    assert not nets["auto"].blocks[0].attn.uses_matmul(torch.zeros(1, 1025, 32))
+    assert not nets["sdpa"].blocks[0].attn.uses_matmul(torch.zeros(1, 16, 32))
+    outs, grads = {}, {}
+    for kernel, net in nets.items():
+        out = net(x, t)
+        out.pow(2).sum().backward()
+        outs[kernel], grads[kernel] = out.detach(), net.blocks[0].attn.qkv.weight.grad.clone()
+    for kernel in ("matmul", "auto"):
+        torch.testing.assert_close(outs[kernel], outs["sdpa"], rtol=1e-5, atol=1e-5)
+        # float32 rounding relative to the gradient's scale (entries near zero carry the others' rounding)
+        assert (grads[kernel] - grads["sdpa"]).abs().max() <= 1e-5 * grads["sdpa"].abs().max()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = {kernel: nets[kernel](x, t).float() for kernel in ("sdpa", "matmul")}
+    scale = outs["sdpa"].abs().max()
+    assert (low["matmul"] - outs["sdpa"]).abs().max() < 0.05 * scale  # bf16 has 8 significant bits
+    assert (low["matmul"] - low["sdpa"]).abs().max() < 0.05 * scale
+    records = {}
+    for kernel in ("sdpa", "matmul"):
+        with nets[kernel].recording_attention():
+            assert torch.equal(nets[kernel](x, t), outs[kernel])
+            records[kernel] = nets[kernel].attention_records()[1]
+    for name in ("q", "k", "scores", "probs"):  # layer 1: its inputs carry layer 0's float32 rounding
+        difference = (records["matmul"][name] - records["sdpa"][name]).abs().max()
+        assert difference <= 1e-5 * records["sdpa"][name].abs().max(), name
+    with pytest.raises(ValueError, match="dit.attention"):
+        small_sequence_dit(attention="flash")

@@ -37,6 +37,7 @@ from diffusion_theory.diffusion.evaluation import (NOISE_METHODS, NoiseMethod, e
                                                    needs_noisy_grid)
 from diffusion_theory.init_config import init_config
 from diffusion_theory.diffusion.schedules import NoiseSchedule
+from diffusion_theory.models.compile import compile_in_place, compile_options
 from diffusion_theory.networks.ema import EMA
 from diffusion_theory.models.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401  (re-exported)
 
@@ -59,13 +60,18 @@ class DiffusionModule(pl.LightningModule):
             DiT; must equal the network's ``condition_names`` when it declares them. [] (default): unconditional.
         label_dropout: probability that a training sample's labels are replaced by the null class (classifier-free
             guidance training; DiT: 0.1); needs a network with a null class (``has_null_class``).
+        compile: compile ``network`` in place with ``torch.compile`` (``nn.Module.compile``; ``models.compile``):
+            false (default), true (torch.compile's defaults) or a dict of its options (``{mode: max-autotune}``).
+            Parameter names and checkpoint keys stay those of the eager network, so the EMA and checkpoints are
+            unchanged; the EMA copy itself runs eagerly.
     """
 
     def __init__(self, network: nn.Module, schedule: NoiseSchedule, loss_scale: float = 0.5,
                  eval_noise_seed: int = 1234, noise_seed: int = 0, ema_decay: float | None = None,
                  condition_keys: list[str] = [], label_dropout: float = 0.0,  # noqa: B006 (jsonargparse shows it)
-                 eval_noise: NoiseMethod = "generator"):
+                 eval_noise: NoiseMethod = "generator", compile: bool | dict[str, Any] = False):
         super().__init__()
+        compile_kwargs = compile_options(compile)  # validated before any work
         if network is None:
             raise ValueError("model.network is missing: this checkpoint does not record the network's config (it was "
                              "built in Python from a network without recorded arguments); pass network=... to "
@@ -93,6 +99,7 @@ class DiffusionModule(pl.LightningModule):
         self.ema = EMA(network, ema_decay) if ema_decay is not None else None
         if self.ema is not None:  # follow the module's train / eval mode like every submodule (it has no gradients)
             self.ema.module.train(self.training)
+        compile_in_place(self.network, compile_kwargs)  # after the EMA's deep copy, which stays eager
         self.schedule = schedule
         self.loss_scale = loss_scale
         self.eval_noise_seed = eval_noise_seed

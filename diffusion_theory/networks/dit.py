@@ -22,10 +22,17 @@ Additions for paper 2 (Sec. 6.1, Appendix F):
   (columns [hidden_size - pos_dim, hidden_size));
 * attention recording: with ``model.record_attention(True)`` (or ``with model.recording_attention():``)
   each block also stores its per-head Q y_i, K y_j, the UNSCALED score matrix
-  S = (Q Y)^T (K Y), S_ij = <q_i, k_j> (paper 2, eq. 1), and the probabilities
-  softmax(S / sqrt(head_dim)). Outputs always come from the fused
-  ``scaled_dot_product_attention`` call, so recording never changes them, and nothing extra is
-  computed while recording is off.
+  S = (Q Y)^T (K Y), S_ij = <q_i, k_j> (paper 2 (GP) eq. (1)), and the probabilities
+  softmax(S / sqrt(head_dim)). Recording never changes the outputs: they come from the same attention
+  kernel whether recording is on or off.
+
+Attention kernel (``attention``): ``sdpa`` is PyTorch's fused ``scaled_dot_product_attention``;
+``matmul`` is softmax(Q K^T / sqrt(hd)) V written as two batched matrix products around a softmax
+(the T x T score matrix is materialised, which costs B H T^2 numbers). On this CPU the fused kernel
+is no faster in float32 and 2.5 times slower under bfloat16 autocast at T = 256 (its bf16 path does
+not use the bf16 matrix units), so ``auto`` (default) takes ``matmul`` on the CPU up to
+T = 1024 tokens and ``sdpa`` elsewhere (GPUs, long sequences). Both give the same outputs to
+rounding (tests/test_dit.py).
 
 Shapes: B batch, T tokens, D = hidden_size, H heads, hd = D / H head size.
 """
@@ -46,6 +53,8 @@ __all__ = ["DiT", "DiT_GP", "DiT_models", "build_dit"]  # the network configs na
 
 PosEmbedMode = Literal["add", "concat"]
 RecordReduce = Literal["none", "mean"]
+AttentionKernel = Literal["auto", "sdpa", "matmul"]
+MATMUL_ATTENTION_MAX_TOKENS = 1024  # ``auto``: the largest T for which the CPU uses the matmul kernel
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -213,7 +222,8 @@ class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention``, with optional recording.
 
     Head h uses Q^h = W_q[h] (hd, D), K^h, V^h (rows h*hd:(h+1)*hd of qkv.weight's three thirds)
-    and the output projection columns proj.weight[:, h*hd:(h+1)*hd].
+    and the output projection columns proj.weight[:, h*hd:(h+1)*hd]. ``attention`` picks the kernel
+    (``sdpa``, ``matmul`` or ``auto``; see the module docstring); all compute softmax(q k^T / sqrt(hd)) v.
     When ``record`` is True, ``recorded`` holds (detached) after each forward:
         q, k:   (B, H, T, hd)   q_i = Q^h y_i (+ bias), k_j = K^h y_j (+ bias)
         scores: (B, H, T, T)    S_ij = <q_i, k_j>, UNSCALED (paper 2's (QY)^T KY)
@@ -221,8 +231,11 @@ class Attention(nn.Module):
     with the batch dimension averaged out when ``record_reduce == 'mean'``.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attention: AttentionKernel = "auto"):
         super().__init__()
+        if attention not in ("auto", "sdpa", "matmul"):
+            raise ValueError(f"dit.attention must be 'auto', 'sdpa' or 'matmul'; got {attention!r}")
+        self.attention = attention
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
@@ -236,17 +249,33 @@ class Attention(nn.Module):
         B, T, D = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd)
         q, k, v = qkv.unbind(0)  # (B, H, T, hd) each
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
-        if self.record:
-            self._record(q, k)
+        if self.uses_matmul(x):
+            logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, T, T), S / sqrt(hd)
+            probs = torch.softmax(logits, dim=-1)  # (B, H, T, T)
+            out = probs @ v  # (B, H, T, hd)
+            if self.record:
+                self._record(q, k, probs)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, hd)
+            if self.record:
+                self._record(q, k)
         out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.proj(out)
 
+    def uses_matmul(self, x: Tensor) -> bool:
+        """Whether the matmul kernel runs for tokens x (B, T, D): always for ``matmul``, never for ``sdpa``;
+        ``auto``: on the CPU with T <= MATMUL_ATTENTION_MAX_TOKENS."""
+        if self.attention == "auto":
+            return x.device.type == "cpu" and x.shape[1] <= MATMUL_ATTENTION_MAX_TOKENS
+        return self.attention == "matmul"
+
     @torch.no_grad()
-    def _record(self, q: Tensor, k: Tensor) -> None:
+    def _record(self, q: Tensor, k: Tensor, probs: Tensor | None = None) -> None:
+        """Stores q, k (B, H, T, hd), the unscaled scores and probs (B, H, T, T) (the kernel's own probs if given)."""
         scores = q @ k.transpose(-2, -1)  # (B, H, T, T), unscaled
-        probs = torch.softmax(scores * self.scale, dim=-1)  # (B, H, T, T)
-        record = {"q": q.detach(), "k": k.detach(), "scores": scores, "probs": probs}
+        if probs is None:
+            probs = torch.softmax(scores * self.scale, dim=-1)  # (B, H, T, T)
+        record = {"q": q.detach(), "k": k.detach(), "scores": scores.detach(), "probs": probs.detach()}
         if self.record_reduce == "mean":
             record = {name: value.mean(0) for name, value in record.items()}  # drop the batch dimension
         self.recorded = record
@@ -281,10 +310,11 @@ class DiTBlock(nn.Module):
     with the six (B, D) modulation vectors a linear function of SiLU(c), zero at init.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True):
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 attention: AttentionKernel = "auto"):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention(hidden_size, num_heads=num_heads, qkv_bias=qkv_bias)
+        self.attn = Attention(hidden_size, num_heads=num_heads, qkv_bias=qkv_bias, attention=attention)
         self.norm2 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden_size, int(hidden_size * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size, bias=True))
@@ -331,7 +361,9 @@ class DiT(RecordsInitArgs, nn.Module):
         pos_dim: width of e in ``concat`` mode (ignored by ``add``).
         learned_pos_embed: False: the fixed sin-cos table (DiT); True: a trainable table
             initialised from the sin-cos table.
-        qkv_bias: biases in the Q/K/V projection (DiT: True). The paper's eq. (1) has none.
+        qkv_bias: biases in the Q/K/V projection (DiT: True). Paper 2 (GP) eq. (1) has none.
+        attention: the attention kernel, ``auto`` (default), ``sdpa`` or ``matmul`` (module docstring); the
+            outputs agree to rounding, only the speed differs.
 
     ``forward(x, t, y)`` takes t as a (B,) float tensor (the schedule's ``model_time``) and
     returns a tensor of x's shape. ``condition_names`` lists the conditioning inputs (``("y",)`` for a
@@ -341,7 +373,7 @@ class DiT(RecordsInitArgs, nn.Module):
     def __init__(self, input_shape: Sequence[int] = (128, 8), patch_size: int = 2, hidden_size: int = 32,
                  depth: int = 12, num_heads: int = 4, mlp_ratio: float = 4.0, num_classes: int = 0,
                  null_class: bool = True, pos_embed_mode: PosEmbedMode = "concat", pos_dim: int = 16,
-                 learned_pos_embed: bool = False, qkv_bias: bool = True):
+                 learned_pos_embed: bool = False, qkv_bias: bool = True, attention: AttentionKernel = "auto"):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (2, 3) or min(input_shape) < 1:
@@ -363,6 +395,8 @@ class DiT(RecordsInitArgs, nn.Module):
                              f"got {pos_dim}")
         if patch_size < 1:
             raise ValueError(f"dit.patch_size must be >= 1; got {patch_size}")
+        if attention not in ("auto", "sdpa", "matmul"):
+            raise ValueError(f"dit.attention must be 'auto', 'sdpa' or 'matmul'; got {attention!r}")
 
         self.input_shape = input_shape
         self.hidden_size, self.depth, self.num_heads = hidden_size, depth, num_heads
@@ -380,7 +414,8 @@ class DiT(RecordsInitArgs, nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, bool(null_class)) if num_classes > 0 else None
         table = self.adapter.position_table(self.pos_dim)[None]  # (1, T, pos_dim)
         self.pos_embed = nn.Parameter(table, requires_grad=learned_pos_embed)
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, qkv_bias) for _ in range(depth)])
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, attention)
+                                     for _ in range(depth)])
         self.final_layer = FinalLayer(hidden_size, self.adapter.token_out_dim)
         self.initialize_weights()
 
@@ -481,10 +516,15 @@ class DiT(RecordsInitArgs, nn.Module):
             if y.shape != (batch,) or y.is_floating_point():
                 raise ValueError(f"dit: labels y must be integers of shape ({batch},); got {y.dtype} "
                                  f"{tuple(y.shape)}")
-            if bool(((y < 0) | (y >= self.num_classes)).any()):
-                raise ValueError(f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
-                                 f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)")
+            self._check_label_range(y)
         return c + self.y_embedder(y, drop)
+
+    @torch.compiler.disable  # reads tensor values: run eagerly under torch.compile (a clean graph break, no trace)
+    def _check_label_range(self, y: Tensor) -> None:
+        """ValueError unless every label of y (B,) lies in [0, num_classes)."""
+        if bool(((y < 0) | (y >= self.num_classes)).any()):
+            raise ValueError(f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
+                             f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)")
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, drop_labels: bool | Tensor = False) -> Tensor:
