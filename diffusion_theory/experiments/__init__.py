@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "diffusion_theory.experiments"
 BUILTIN: dict[str, str] = {
     "mtgm": "diffusion_theory.experiments.mtgm:MTGMExperiment",   # paper 1, Fig. 2, Fig. 4, Bayes gap
     "gp": "diffusion_theory.experiments.gp:GPExperiment",         # paper 2, Fig. 1, 4, 5, 10-12, control
+    "ball": "diffusion_theory.experiments.ball:BallExperiment",   # paper 2 Sec. 6.2, Fig. 6, 13, ball physics
     "mnist": "diffusion_theory.experiments.mnist:MNISTExperiment",  # paper 1, Sec. 5.2, Fig. 3 and 5 (images)
 }
 
