@@ -19,7 +19,7 @@ def write_vae(path, latent_dim: int = 2, seed: int = 0, size: int = 32):
 
 
 def latent_data(vae_path, cache_dir, **kw):
-    args = dict(frames=8, size=32, radius=3.0, speed=2.0, n_videos=20, n_eval=4, cache_dir=str(cache_dir),
+    args = dict(frames=8, size=32, radius=3.0, speed=2.0, n_videos=20, n_eval=4, n_reference=12, cache_dir=str(cache_dir),
                 encode_batch_size=50)
     return BallLatentDataModule(str(vae_path), **{**args, **kw})
 

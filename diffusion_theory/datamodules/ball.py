@@ -14,8 +14,10 @@ zero-mean unit-variance tokens); ``to_vae_latents`` undoes it before decoding.
 
 What diagnostics may ask (``diffusion_theory.protocols``): ``true_covariance`` (KnowsCovariance), for paper 2's
 Fig. 6(a) and the attention diagnostics of the Gaussian-process experiment, is the Appendix F Kronecker
-estimate Gamma (x) Sigma of ALL training latents (Sigma the mean per-frame covariance, Gamma the projection of
-``metrics.covariance.estimate_kernel``), the best available truth for a law that is not Gaussian.
+estimate Gamma (x) Sigma (Sigma the mean per-frame covariance, Gamma the projection of
+``metrics.covariance.estimate_kernel``) from ``n_reference`` further videos of their own seed, the best available
+truth for a law that is not Gaussian; held out, so that CovarianceError's reference, the first n training
+videos, is not part of the "truth" it is compared with.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from diffusion_theory.distributions.bouncing_ball import BouncingBall, validate_
 from diffusion_theory.metrics.covariance import estimate_kernel
 
 EVAL_SEED_OFFSET = 1_000_003  # the evaluation set never shares the training stream's seed
+REFERENCE_SEED_OFFSET = 2_000_006  # nor the reference videos of the covariance
 CACHE_VERSION = 1  # bump when the cache's content changes for the same settings
 
 
@@ -137,6 +140,7 @@ class BallLatentDataModule(pl.LightningDataModule):
         n_videos: training videos (paper: 10,000).
         seed: seed of the training videos.
         n_eval: videos of the fixed evaluation set (own seed), also the "real" reference of the video diagnostics.
+        n_reference: videos (own seed) whose latents estimate the covariance Gamma (x) Sigma (``true_covariance``).
         batch_size: sequences per training step (per process).
         steps_per_epoch: training steps between two validations.
         eval_batch_size: evaluation sequences per batch.
@@ -148,12 +152,13 @@ class BallLatentDataModule(pl.LightningDataModule):
 
     def __init__(self, vae_checkpoint: str, latent_dim: int = 2, frames: int = 240, size: int = 64,
                  radius: float = 6.0, speed: float = 3.0, n_videos: int = 10000, seed: int = 0, n_eval: int = 256,
-                 batch_size: int = 64, steps_per_epoch: int = 200, eval_batch_size: int = 64,
+                 n_reference: int = 2000, batch_size: int = 64, steps_per_epoch: int = 200, eval_batch_size: int = 64,
                  cache_dir: str = "runs/cache/ball_latents", encode_batch_size: int = 4096):
         super().__init__()
         validate_geometry(size, radius, speed, prefix="data.")
         for name, value in (("latent_dim", latent_dim), ("frames", frames), ("n_videos", n_videos),
-                            ("n_eval", n_eval), ("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
+                            ("n_eval", n_eval), ("n_reference", n_reference), ("batch_size", batch_size),
+                            ("steps_per_epoch", steps_per_epoch),
                             ("eval_batch_size", eval_batch_size), ("encode_batch_size", encode_batch_size)):
             _check_int(name, value)
         path = Path(vae_checkpoint)
@@ -177,7 +182,8 @@ class BallLatentDataModule(pl.LightningDataModule):
     # -- the cache ---------------------------------------------------------------------------------
     def cache_key(self) -> dict[str, Any]:
         hp = self.hparams
-        settings = {k: hp[k] for k in ("frames", "size", "radius", "speed", "n_videos", "seed", "n_eval", "latent_dim")}
+        settings = {k: hp[k] for k in ("frames", "size", "radius", "speed", "n_videos", "seed", "n_eval", "n_reference",
+                                     "latent_dim")}
         return {"version": CACHE_VERSION, "vae_sha256": file_sha256(Path(hp.vae_checkpoint)), "settings": settings}
 
     def cache_path(self, key: dict[str, Any] | None = None) -> Path:
@@ -209,8 +215,8 @@ class BallLatentDataModule(pl.LightningDataModule):
             return
         old = json.loads(manifest.read_text()) if manifest.is_file() else None
         reason = describe_change(old, key)
-        rank_zero_info(f"[ball latents] encoding {self.hparams.n_videos} + {self.hparams.n_eval} videos into {path}: "
-                       f"{reason}")
+        rank_zero_info(f"[ball latents] encoding {self.hparams.n_videos} + {self.hparams.n_eval} + "
+                       f"{self.hparams.n_reference} videos into {path}: {reason}")
         t0 = time.perf_counter()
         hp = self.hparams
         train, _ = self.encode_videos(hp.n_videos, hp.seed)
@@ -218,9 +224,10 @@ class BallLatentDataModule(pl.LightningDataModule):
         shift = train.mean((0, 1))  # (k,)
         scale = train.std((0, 1)).clamp_min(1e-8)  # (k,)
         train_std, eval_std = (train - shift) / scale, (eval_latents - shift) / scale
-        sigma = torch.einsum("nia,nib->ab", train_std.double() - train_std.double().mean(0), train_std.double()
-                             - train_std.double().mean(0)) / (train.shape[0] * train.shape[1])  # (k, k)
-        gamma = estimate_kernel(train_std, sigma).gamma_hat  # (F, F)
+        reference = (self.encode_videos(hp.n_reference, hp.seed + REFERENCE_SEED_OFFSET)[0] - shift) / scale
+        centred = reference.double() - reference.double().mean(0)  # (n_ref, F, k)
+        sigma = torch.einsum("nia,nib->ab", centred, centred) / (centred.shape[0] * centred.shape[1])  # (k, k)
+        gamma = estimate_kernel(reference, sigma).gamma_hat  # (F, F)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save({"key": key, "reason": reason, "train": train_std, "eval": eval_std, "eval_centres": eval_centres,
@@ -269,7 +276,7 @@ class BallLatentDataModule(pl.LightningDataModule):
         return {"size": float(hp.size), "radius": float(hp.radius), "speed": float(hp.speed)}
 
     def true_covariance(self) -> tuple[Tensor, Tensor]:
-        """(Gamma (F, F), Sigma (k, k)) float64: the Appendix F estimate from all training latents (module docstring)."""
+        """(Gamma (F, F), Sigma (k, k)) float64: the Appendix F estimate from the reference videos (module docstring)."""
         return self.data["gamma"], self.data["sigma"]
 
     def training_sequences(self, n: int) -> Tensor:

@@ -11,8 +11,9 @@ at the walls of the box [r, L - r]^2 the ball's centre lives in):
                   the video): whole steps of free flight, |v_k| = s exactly for the simulator
     speed error   mean over clean steps of | |v_k| - m | / m, m the video's mean clean speed (0 = constant speed)
     reflection    a flip at k whose neighbouring steps v_in = v_{k-1} and v_out = v_{k+2} are clean (others, e.g.
-                  two bounces in three frames, are not evaluated) is correct when they satisfy the law of reflection v_out = R v_in (R flips every coordinate with a flip at k-1, k or
-                  k+1; angle in = angle out and speed kept) within ``angle_tol_deg``, AND the ball is at the wall
+                  two bounces in three frames, are not evaluated) is correct when they satisfy the law of
+                  reflection in direction, v_out ~ R v_in (R flips every coordinate with a flip at k-1, k or k+1:
+                  angle in = angle out) within ``angle_tol_deg`` (speed is the speed error's job), AND the ball is at the wall
                   it bounced off: |p_{k+1,c} - wall_c| <= |v_in| + ``wall_tol`` (wall_c = L - r moving up, r down)
     out of box    per frame max_c max(0, r - p_c, p_c - (L - r)) in pixels: how far the centre leaves the box
                   (a ball cut by the frame edge pulls its centroid inward, so this under-reads real excursions)
