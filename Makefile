@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-slow bench reproduce clean
+.PHONY: install demo test test-slow bench reproduce clean data
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,18 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Fashion-MNIST for the CPU-scale image experiment (configs/fashion_*.yaml): Debian's dataset-fashion-mnist
+# installs the four IDX files under /usr/share/datasets/fashion-mnist (MNIST itself is downloaded by torchvision).
+data:
+	@if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST present in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y dataset-fashion-mnist; \
+	else \
+	  echo "no apt-get: put train-images-idx3-ubyte.gz and friends into a folder and set data.init_args.root" >&2; exit 1; \
+	fi
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
