@@ -47,6 +47,11 @@ def test_a_linear_decay_correlates_with_gamma_but_does_not_fit_the_family():
     assert abs(fit.nu - 2.0) > 0.5  # and its parameters are far from the kernel it correlates with
 
 
+def test_a_matrix_rising_with_the_lag_has_no_fit():
+    fit = fit_kernel_family(-kernel_matrix(N, 64.0, 2.0))
+    assert fit.rel_residual == 1.0 and fit.nu != fit.nu and not fit.fits(0.5)
+
+
 def test_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="square"):
         fit_kernel_family(torch.zeros(3, 4))

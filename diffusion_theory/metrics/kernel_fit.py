@@ -61,6 +61,7 @@ def _affine_sse(S: Tensor, g: Tensor) -> tuple[float, float, float]:
 
 def fit_kernel_family(S: Tensor, n_nu: int = 76, n_l: int = 120, refine: int = 3) -> KernelFit:
     """Fit S (N, N) by a exp(-|i - j|^nu / l) + b, a > 0, nu in NU_RANGE, L_MIN <= l <= ``l_max``(N, nu).
+    If no member has a > 0 (S grows with the lag), nu = l = nan, a = 0 and the relative residual is 1.
 
     Grid over nu (linear) and log l, then ``refine`` rounds of a 5 x 5 grid around the best point, each 4x finer.
     """
@@ -88,8 +89,8 @@ def fit_kernel_family(S: Tensor, n_nu: int = 76, n_l: int = 120, refine: int = 3
             r = evaluate(nu, log_l)
             if r is not None:
                 candidates.append(r)
-    if not candidates:
-        raise ValueError("fit_kernel_family: no member of the family correlates positively with S")
+    if not candidates:  # S rises with the lag (or has no lag structure): no member describes it
+        return KernelFit(nu=math.nan, length_scale=math.nan, scale=0.0, offset=float(S.mean()), rel_residual=1.0)
     best = min(candidates)
     d_nu, d_log_l = (NU_RANGE[1] - NU_RANGE[0]) / (n_nu - 1), 10.0 / n_l
     for _ in range(refine):
