@@ -25,6 +25,15 @@ from diffusion_theory.metrics.intervals import NOT_RESOLVED, log_log_slope, t_in
 from diffusion_theory.plotting.bands import errorbar_figure
 
 
+def finite_iv(values: list[float], f=fmt) -> str:
+    """``fmt_iv`` of the seeds whose value is a number; seeds without one (no kernel fit) are counted."""
+    finite = [v for v in values if v == v]
+    if not finite:
+        return "no fit"
+    missing = len(values) - len(finite)
+    return fmt_iv(finite, f) + (f" ({missing} of {len(values)} seeds: no fit)" if missing else "")
+
+
 def resolved_trend(series: list[list[float]]) -> str:
     """'increasing' / 'decreasing' (paired t-test over seeds, every neighbouring pair) or 'not resolved ...'."""
     if len(series) < 2:
@@ -193,8 +202,8 @@ class GPExperiment(Experiment):
                                     int(m["attention_samples"]), s["generation"], seed=r.seed) for r in pts.runs]
             L = len(per_seed[0].fits)
             fits = " / ".join(
-                f"{fmt_iv([ms.fits[k].nu for ms in per_seed], lambda x: f'{x:.2f}')}, "
-                f"{fmt_iv([ms.fits[k].length_scale for ms in per_seed], g3)} "
+                f"{finite_iv([ms.fits[k].nu for ms in per_seed], lambda x: f'{x:.2f}')}, "
+                f"{finite_iv([ms.fits[k].length_scale for ms in per_seed], g3)} "
                 f"(res. {fmt_iv([ms.fits[k].rel_residual for ms in per_seed], lambda x: f'{x:.3f}')})" for k in range(L))
             data = per_seed[0]
             rows.append(f"| {name} | {data.data_nu:g}, {data.data_length_scale:g} | {fits} | "

@@ -299,7 +299,7 @@ class MTGMExperiment(Experiment):
                 "steps; mean over samples [95 % t-interval]. R_oracle is eq. (33) in closed form.\n\n"
                 "| d | P | samples | nu_min | R_Bayes | R_oracle | R_Bayes - R_oracle |\n|---|---|---|---|---|---|---|\n"
                 + "\n".join(f"| {p.d} | {p.P} | {n} | {p.nu_min:.4f} | {fmt(p.bayes)} | {fmt(p.oracle)} | "
-                            f"{p.difference.format(fmt)} |" for p, (_, _, n) in zip(pts, study["shapes"])))
+                            f"{p.difference.format(lambda x: f'{x:.3g}')} |" for p, (_, _, n) in zip(pts, study["shapes"])))
 
     # -- the symmetric family --------------------------------------------------------------------------------
     def symmetric(self, study: dict[str, Any], sweep: Sweep) -> str:
