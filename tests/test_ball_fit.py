@@ -102,3 +102,23 @@ def test_reproduce_ball_smoke_writes_its_report_section(tmp_path):
     mtime = metrics.stat().st_mtime_ns
     experiments.reproduce("ball", "smoke", root=tmp_path / "sweeps", report=report)  # runs reused, not retrained
     assert metrics.stat().st_mtime_ns == mtime and "<!-- ball-videos:start -->" in report.read_text()
+
+
+def test_vae_ddp_two_processes_match_single_process(tmp_path):
+    # 16 evaluation frames in batches of 256 (one per rank), val metrics synced by torchmetrics
+    args = [a.replace("--run.name=vae", "--run.name=ddp") for a in vae_args(tmp_path)]
+    args += ["--data.init_args.eval_batch_size=5", "--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
+    res = run_fit_subprocess(args, env={"OMP_NUM_THREADS": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr[-4000:]
+    run_dir = tmp_path / "ball_vae" / "ddp"
+    rows = read_metrics(run_dir)
+    names = ["val/vae/loss", "val/vae/recon", "val/vae/kl", "val/vae/position_error"]
+    ddp = {name: last_value(rows, name) for name in names}
+    assert (run_dir / "vae.pt").exists()
+    single_args = [a.replace("--run.name=vae", "--run.name=single") for a in vae_args(tmp_path)]
+    single = DiffusionCLI(args=[*single_args, "--data.init_args.eval_batch_size=5", "--trainer.devices=1"], run=False)
+    single.trainer.validate(single.model, datamodule=single.datamodule,
+                            ckpt_path=str(run_dir / "checkpoints" / "last.ckpt"), verbose=False)
+    values = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
+    for name in names:
+        assert values[name] == pytest.approx(ddp[name], rel=1e-5), name
