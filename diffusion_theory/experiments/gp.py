@@ -206,7 +206,8 @@ class GPExperiment(Experiment):
                 f"{finite_iv([ms.fits[k].length_scale for ms in per_seed], g3)} "
                 f"(res. {fmt_iv([ms.fits[k].rel_residual for ms in per_seed], lambda x: f'{x:.3f}')})" for k in range(L))
             data = per_seed[0]
-            rows.append(f"| {name} | {data.data_nu:g}, {data.data_length_scale:g} | {fits} | "
+            truth = "Gamma = I" if data.kernel == "white" else f"{data.data_nu:g}, {data.data_length_scale:g}"
+            rows.append(f"| {name} | {truth} | {fits} | "
                         f"{fmt_iv([ms.eps.epsilon for ms in per_seed], g3)} | "
                         f"{fmt_iv([ms.eps.frobenius_error for ms in per_seed], g3)} |")
             N = len(data.variance_ratio)

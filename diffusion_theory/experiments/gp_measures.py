@@ -29,6 +29,7 @@ TRUE_DRAW_SEED = 7_000_000  # seeds of the true-sequence draws of the denominato
 
 @dataclass
 class RunMeasures:
+    kernel: str  # the data's temporal kernel: ``gp`` (exp(-|i-j|^nu / l)) or ``white`` (Gamma = I)
     data_nu: float
     data_length_scale: float
     fits: list[KernelFit]  # per layer
@@ -70,5 +71,5 @@ def measure_run(run_dir: Path, n_generated: int, denominator_draws: int, attenti
              for j in range(denominator_draws)]
     ratio = per_frame_variance_ratio(generated, gamma, sigma, mean=float(data_args.get("mean", 0.0)))
     eps = expected_denominator_eps(generated, draws, gamma, sigma)
-    return RunMeasures(float(data_args.get("nu", 2.0)), float(data_args.get("length_scale", 64.0)), fits,
+    return RunMeasures(str(data_args.get("kernel", "gp")), float(data_args.get("nu", 2.0)), float(data_args.get("length_scale", 64.0)), fits,
                        ratio.tolist(), eps)
