@@ -44,10 +44,11 @@ def named_runs(study: dict[str, Any]) -> list[Run]:
 
 
 def normalised_excess(run: Run) -> tuple[list[int], list[float]]:
-    """(steps, (L - R_oracle) / R_oracle): the scale-free excess risk (R_oracle of the run's own range of t)."""
+    """(training steps done, (L - R_oracle) / R_oracle): the scale-free excess risk (R_oracle of the run's own range
+    of t). A validation logged at (0-based) global step s follows s + 1 training steps."""
     steps, excess = run.curve("val/excess_risk")
     oracle = dict(zip(*run.curve("val/oracle_risk")))
-    return steps, [e / oracle[s] for s, e in zip(steps, excess)]
+    return [s + 1 for s in steps], [e / oracle[s] for s, e in zip(steps, excess)]
 
 
 def claim(series: list[list[float]], what: str) -> str:
