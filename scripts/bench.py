@@ -195,6 +195,7 @@ BENCHMARKS = {"lightning_overhead": bench_lightning_overhead, "bf16": bench_bf16
               "demo": bench_demo}
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/bench_gp.py, whatever the working directory
 BENCHMARKS.update(__import__("bench_gp").benchmarks(report))  # paper 2: gp_sampling, cov_rel_error, dit_vs_diffusers
+BENCHMARKS.update(__import__("bench_compile").benchmarks(report))  # model.compile against eager
 BENCHMARKS.update(__import__("bench_images").benchmarks(report))  # paper 1 Sec. 5.2: image_sampling, fid_callback
 BENCHMARKS.update(__import__("bench_ball").benchmarks(report))  # paper 2 Sec. 6.2: ball_simulator, ball_decode_share
 

@@ -1,6 +1,7 @@
 """Speed targets of the Gaussian-process experiment (paper 2), registered in scripts/bench.py:
 
     python scripts/bench.py --only gp_sampling --only cov_rel_error --only dit_vs_diffusers
+    python scripts/bench.py --only dit_vs_diffusers_compiled
 
 gp_sampling       10,000 sequences (N = 128, d = 8) by Kronecker sampling X = L_Gamma G L_Sigma^T against
                   torch.distributions.MultivariateNormal on the full (Nd) x (Nd) = 1024 x 1024 covariance,
@@ -13,8 +14,12 @@ dit_vs_diffusers  one DiT training step (forward + backward + Adam) against diff
                   at the same depth / width / heads / tokens / batch (class-conditional adaLN-Zero, 4 x 32 x 32
                   inputs in 2 x 2 patches = 256 tokens), the fastest of interleaved repetitions, one thread
                   (diffusers' adaLN-Zero blocks each hold their own timestep / label embedder, so it has
-                  more parameters at the same depth and width). diffusers is
+                  more parameters at the same depth and width), in float32 and under bf16 autocast
+                  (both networks alike; the loss in float32). diffusers is
                   the optional ``bench`` extra (pip install -e ".[bench]"); without it the benchmark says so.
+dit_vs_diffusers_compiled  the same under bf16 autocast with both networks compiled (``nn.Module.compile()``,
+                  torch.compile's defaults) and Adam's fused kernel (``fused=True``); the first (compiling)
+                  steps are timed apart.
 """
 from __future__ import annotations
 
@@ -98,7 +103,17 @@ def dit_pair(depth: int = 4, hidden: int = 384, heads: int = 6, image: int = 32,
     return ours, theirs
 
 
-def bench_dit_vs_diffusers(report, batch: int = 8, steps: int = 3, warmup: int = 1, repeats: int = 7) -> None:
+DIT_SETTINGS = {  # name -> (bf16 autocast, torch.compile + fused Adam), given to both networks alike
+    "fp32": (False, False),
+    "bf16": (True, False),
+    "bf16_compiled": (True, True),
+}
+
+
+def bench_dit_vs_diffusers(report, settings: tuple[str, ...] = ("fp32", "bf16"), batch: int = 8, steps: int = 3,
+                           warmup: int = 1, repeats: int = 5) -> None:
+    """Ours against diffusers under each setting of ``DIT_SETTINGS``, both networks given the same options;
+    the settings' repetitions are interleaved too, so every ratio comes from the same stretch of machine time."""
     try:
         import diffusers  # noqa: F401
     except ImportError:
@@ -108,38 +123,60 @@ def bench_dit_vs_diffusers(report, batch: int = 8, steps: int = 3, warmup: int =
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ours, theirs = dit_pair()
-        n_ours = sum(p.numel() for p in ours.parameters() if p.requires_grad)
-        n_theirs = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
         g = torch.Generator().manual_seed(0)
         x = torch.randn(batch, 4, 32, 32, generator=g)
         t = torch.randint(0, 1000, (batch,), generator=g)
         y = torch.randint(0, 1000, (batch,), generator=g)
         target = torch.randn(batch, 4, 32, 32, generator=g)
-
-        def timed(model, forward) -> float:
-            opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-            for i in range(warmup + steps):
-                if i == warmup:
-                    start = time.perf_counter()
-                loss = (forward(model) - target).pow(2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            return (time.perf_counter() - start) / steps
-
         ours_fwd = lambda m: m(x, t.float(), y)  # noqa: E731
         theirs_fwd = lambda m: m(x, timestep=t, class_labels=y).sample  # noqa: E731
-        t_ours, t_theirs = [], []
-        for _ in range(repeats):  # interleaved, so drifts of the shared machine hit both
-            t_ours.append(timed(ours, ours_fwd))
-            t_theirs.append(timed(theirs, theirs_fwd))
-        ratio = min(t_ours) / min(t_theirs)  # fastest of the interleaved repetitions: the least disturbed
-        report("dit_vs_diffusers", ratio, "x", "<= 1.0 x diffusers", ratio <= 1.0,
-               f"ours {min(t_ours) * 1e3:.0f} ms/step, diffusers {diffusers.__version__} {min(t_theirs) * 1e3:.0f} "
-               f"ms/step (best of {repeats}; median ratio {statistics.median(o / h for o, h in zip(t_ours, t_theirs)):.3f})"
-               f"; depth 4, width 384, 6 heads, 256 tokens, batch {batch}, 1 thread; {n_ours / 1e6:.2f}M vs "
-               f"{n_theirs / 1e6:.2f}M params (diffusers embeds t and y again in every block)")
+
+        def timer(model, forward, bf16: bool, fused: bool) -> Callable[[], float]:
+            opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=fused or None)
+
+            def timed() -> float:  # seconds per step (forward + backward + Adam) after warm-up steps
+                for i in range(warmup + steps):
+                    if i == warmup:
+                        start = time.perf_counter()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        out = forward(model)
+                    loss = (out.float() - target).pow(2).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                return (time.perf_counter() - start) / steps
+            return timed
+
+        runs, compile_s, n_params = {}, {}, None
+        for setting in settings:
+            bf16, compiled = DIT_SETTINGS[setting]
+            ours, theirs = dit_pair()
+            n_params = [sum(p.numel() for p in m.parameters() if p.requires_grad) for m in (ours, theirs)]
+            runs[setting] = (timer(ours, ours_fwd, bf16, compiled), timer(theirs, theirs_fwd, bf16, compiled))
+            if compiled:  # the same torch.compile call (nn.Module.compile, defaults) for both; first run compiles
+                compile_s[setting] = []
+                for model, run in zip((ours, theirs), runs[setting]):
+                    model.compile()
+                    start = time.perf_counter()
+                    run()
+                    compile_s[setting].append(time.perf_counter() - start)
+        times = {setting: ([], []) for setting in settings}
+        for _ in range(repeats):  # interleaved: ours and diffusers, every setting, in turn
+            for setting in settings:
+                for run, out in zip(runs[setting], times[setting]):
+                    out.append(run())
+        for setting in settings:
+            t_ours, t_theirs = times[setting]
+            ratio = min(t_ours) / min(t_theirs)  # fastest of the interleaved repetitions: the least disturbed
+            median = statistics.median(o / h for o, h in zip(t_ours, t_theirs))
+            target = "<= 1.0 x diffusers" if setting == "fp32" else "<= 0.75 x diffusers"
+            extra = (f"; first steps (compilation) {compile_s[setting][0]:.0f} s vs {compile_s[setting][1]:.0f} s"
+                     if setting in compile_s else "")
+            report(f"dit_vs_diffusers_{setting}", ratio, "x", target, ratio <= (1.0 if setting == "fp32" else 0.75),
+                   f"ours {min(t_ours) * 1e3:.0f} ms/step, diffusers {diffusers.__version__} {min(t_theirs) * 1e3:.0f} "
+                   f"ms/step (best of {repeats}; median ratio {median:.3f}){extra}; depth 4, width 384, 6 heads, "
+                   f"256 tokens, batch {batch}, 1 thread; {n_params[0] / 1e6:.2f}M vs {n_params[1] / 1e6:.2f}M params "
+                   f"(diffusers embeds t and y again in every block)")
     finally:
         torch.set_num_threads(threads)
 
@@ -147,4 +184,5 @@ def bench_dit_vs_diffusers(report, batch: int = 8, steps: int = 3, warmup: int =
 def benchmarks(report) -> dict[str, Callable[[], None]]:
     """name -> benchmark for scripts/bench.py's BENCHMARKS, each reporting through ``report``."""
     return {"gp_sampling": lambda: bench_gp_sampling(report), "cov_rel_error": lambda: bench_cov_rel_error(report),
-            "dit_vs_diffusers": lambda: bench_dit_vs_diffusers(report)}
+            "dit_vs_diffusers": lambda: bench_dit_vs_diffusers(report),
+            "dit_vs_diffusers_compiled": lambda: bench_dit_vs_diffusers(report, settings=("bf16_compiled",))}
