@@ -42,7 +42,7 @@ from diffusion_theory.config_errors import ConfigError, explain
 from diffusion_theory.datamodules.shapes import check_sample_shape
 from diffusion_theory.loggers import RunCSVLogger, TrimMetricsOnResume
 from diffusion_theory.protocols import check_requirements
-from diffusion_theory.quiet import silence_known_notices, without_unset_wandb_settings
+from diffusion_theory.quiet import silence_known_notices
 from diffusion_theory.slurm import requeue_checkpoint
 
 RUN_DIR_ENV = "DIFFUSION_THEORY_RUN_DIR"
@@ -231,9 +231,9 @@ class DiffusionCLI(LightningCLI):
         mode = resolve_wandb_mode(run.wandb_mode)
         if mode != "disabled":
             run_id = _safe(f"{run.experiment}-{run_dir.name}")[:120]
-            loggers.append(without_unset_wandb_settings(WandbLogger(
-                save_dir=str(run_dir), project=run.wandb_project, entity=run.wandb_entity, name=run_dir.name,
-                group=run.experiment, id=run_id, resume="allow", mode=mode)))
+            loggers.append(WandbLogger(save_dir=str(run_dir), project=run.wandb_project, entity=run.wandb_entity,
+                                       name=run_dir.name, group=run.experiment, id=run_id, resume="allow",
+                                       mode=mode))
         return loggers
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:

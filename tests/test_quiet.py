@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import warnings
 
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from conftest import ROOT, read_metrics, run_fit_subprocess, tiny_mtgm_args
-from diffusion_theory.quiet import LITLOGGER_TIP, silence_known_notices, without_unset_wandb_settings
+from diffusion_theory.quiet import LITLOGGER_TIP, silence_known_notices
 
 
 def test_known_notices_are_dropped_and_others_kept(caplog):
@@ -29,20 +28,13 @@ def test_known_notices_are_dropped_and_others_kept(caplog):
         "`MyModel.configure_optimizers` will be overridden by `DiffusionCLI.configure_optimizers`.", "something real"]
 
 
-def test_unset_anonymous_is_not_passed_to_wandb(tmp_path):
-    logger = without_unset_wandb_settings(WandbLogger(save_dir=str(tmp_path), mode="offline"))
-    assert "anonymous" not in logger._wandb_init
-    logger = without_unset_wandb_settings(WandbLogger(save_dir=str(tmp_path), mode="offline", anonymous=True))
-    assert logger._wandb_init["anonymous"] == "allow"  # an explicit choice is kept
-
-
 def test_ddp_run_prints_no_per_metric_sync_warning_nor_start_notices(tmp_path):
     args = tiny_mtgm_args(tmp_path, name="ddp", max_steps=20) + ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml")]
-    res = run_fit_subprocess(args, env={"OMP_NUM_THREADS": "1", "WANDB_SILENT": "false"})
+    res = run_fit_subprocess(args, env={"OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert "All distributed processes registered. Starting with 2 processes" in out  # it did run DDP
-    for notice in ("sync_dist=True", LITLOGGER_TIP, "anonymous setting", "IterableDataset` has `__len__`",
+    for notice in ("sync_dist=True", LITLOGGER_TIP, "IterableDataset` has `__len__`",
                    "configure_optimizers` will be overridden"):
         assert notice not in out, notice
     rows = read_metrics(tmp_path / "mtgm" / "ddp")
