@@ -122,3 +122,18 @@ def test_missing_cxx_compiler_is_reported(monkeypatch):
     with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
         compile_options(True)
     assert compile_options({"backend": "eager"}) == {"backend": "eager"}  # only inductor builds C++
+
+
+def test_compiled_dit_is_one_graph_and_still_checks_labels():
+    net = DiT(input_shape=(6, 2), hidden_size=16, depth=1, num_heads=2, num_classes=3, pos_dim=8)
+    torch.manual_seed(0)
+    with torch.no_grad():  # away from the adaLN-Zero init, whose output is exactly 0
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, t, y = torch.randn(2, 6, 2), torch.rand(2) * 1000, torch.tensor([0, 2])
+    assert torch._dynamo.explain(net)(x, t, y).graph_break_count == 0
+    eager_out = net(x, t, y)
+    net.compile()
+    torch.testing.assert_close(net(x, t, y), eager_out, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match=r"labels y must lie in \[0, num_classes\) = \[0, 3\)"):
+        net(x, t, torch.tensor([0, 3]))  # the null class index is not a label

@@ -256,9 +256,12 @@ def test_attention_kernels_agree_in_outputs_gradients_and_records(x_shape, kwarg
         nets[kernel] = small_sequence_dit(attention=kernel, **kwargs)
         randomize(nets[kernel])
     x, t = torch.randn(x_shape), torch.rand(x_shape[0]) * 1000
-    assert nets["auto"].blocks[0].attn.uses_matmul(torch.zeros(1, 16, 32))  # CPU, short sequence
-    assert not nets["auto"].blocks[0].attn.uses_matmul(torch.zeros(1, 1025, 32))
-    assert not nets["sdpa"].blocks[0].attn.uses_matmul(torch.zeros(1, 16, 32))
+    auto = nets["auto"].blocks[0].attn
+    assert auto.uses_matmul(torch.zeros(1, 4, 16, 8, dtype=torch.bfloat16))  # CPU, bf16, short sequence
+    assert not auto.uses_matmul(torch.zeros(1, 4, 16, 8))  # float32: the fused kernel
+    assert not auto.uses_matmul(torch.zeros(1, 4, 1025, 8, dtype=torch.bfloat16))
+    assert not nets["sdpa"].blocks[0].attn.uses_matmul(torch.zeros(1, 4, 16, 8, dtype=torch.bfloat16))
+    assert nets["matmul"].blocks[0].attn.uses_matmul(torch.zeros(1, 4, 16, 8))
     outs, grads = {}, {}
     for kernel, net in nets.items():
         out = net(x, t)
@@ -269,10 +272,11 @@ def test_attention_kernels_agree_in_outputs_gradients_and_records(x_shape, kwarg
         # float32 rounding relative to the gradient's scale (entries near zero carry the others' rounding)
         assert (grads[kernel] - grads["sdpa"]).abs().max() <= 1e-5 * grads["sdpa"].abs().max()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = {kernel: nets[kernel](x, t).float() for kernel in ("sdpa", "matmul")}
+        low = {kernel: nets[kernel](x, t).float() for kernel in ("sdpa", "matmul", "auto")}
     scale = outs["sdpa"].abs().max()
     assert (low["matmul"] - outs["sdpa"]).abs().max() < 0.05 * scale  # bf16 has 8 significant bits
     assert (low["matmul"] - low["sdpa"]).abs().max() < 0.05 * scale
+    assert torch.equal(low["auto"], low["matmul"])  # auto runs the matmul kernel under bf16 autocast
     records = {}
     for kernel in ("sdpa", "matmul"):
         with nets[kernel].recording_attention():

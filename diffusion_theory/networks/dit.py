@@ -29,10 +29,10 @@ Additions for paper 2 (Sec. 6.1, Appendix F):
 Attention kernel (``attention``): ``sdpa`` is PyTorch's fused ``scaled_dot_product_attention``;
 ``matmul`` is softmax(Q K^T / sqrt(hd)) V written as two batched matrix products around a softmax
 (the T x T score matrix is materialised, which costs B H T^2 numbers). On this CPU the fused kernel
-is no faster in float32 and 2.5 times slower under bfloat16 autocast at T = 256 (its bf16 path does
-not use the bf16 matrix units), so ``auto`` (default) takes ``matmul`` on the CPU up to
-T = 1024 tokens and ``sdpa`` elsewhere (GPUs, long sequences). Both give the same outputs to
-rounding (tests/test_dit.py).
+is slightly faster in float32 but 2.5 times slower under bfloat16 autocast at T = 256 (its bf16 path
+does not use the bf16 matrix units), so ``auto`` (default) takes ``matmul`` on the CPU in bf16 / fp16
+up to T = 1024 tokens and ``sdpa`` elsewhere (float32, GPUs, long sequences). Both give the same
+outputs to rounding (tests/test_dit.py).
 
 Shapes: B batch, T tokens, D = hidden_size, H heads, hd = D / H head size.
 """
@@ -249,7 +249,7 @@ class Attention(nn.Module):
         B, T, D = x.shape
         qkv = self.qkv(x).reshape(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd)
         q, k, v = qkv.unbind(0)  # (B, H, T, hd) each
-        if self.uses_matmul(x):
+        if self.uses_matmul(q):
             logits = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, T, T), S / sqrt(hd)
             probs = torch.softmax(logits, dim=-1)  # (B, H, T, T)
             out = probs @ v  # (B, H, T, hd)
@@ -262,11 +262,12 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.proj(out)
 
-    def uses_matmul(self, x: Tensor) -> bool:
-        """Whether the matmul kernel runs for tokens x (B, T, D): always for ``matmul``, never for ``sdpa``;
-        ``auto``: on the CPU with T <= MATMUL_ATTENTION_MAX_TOKENS."""
+    def uses_matmul(self, q: Tensor) -> bool:
+        """Whether the matmul kernel runs for queries q (B, H, T, hd): always for ``matmul``, never for ``sdpa``;
+        ``auto``: on the CPU, in bfloat16 / float16 (autocast), with T <= MATMUL_ATTENTION_MAX_TOKENS."""
         if self.attention == "auto":
-            return x.device.type == "cpu" and x.shape[1] <= MATMUL_ATTENTION_MAX_TOKENS
+            return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+                    and q.shape[-2] <= MATMUL_ATTENTION_MAX_TOKENS)
         return self.attention == "matmul"
 
     @torch.no_grad()
@@ -519,9 +520,14 @@ class DiT(RecordsInitArgs, nn.Module):
             self._check_label_range(y)
         return c + self.y_embedder(y, drop)
 
-    @torch.compiler.disable  # reads tensor values: run eagerly under torch.compile (a clean graph break, no trace)
     def _check_label_range(self, y: Tensor) -> None:
-        """ValueError unless every label of y (B,) lies in [0, num_classes)."""
+        """ValueError unless every label of y (B,) lies in [0, num_classes). Under torch.compile the same rule is
+        an assertion inside the graph (RuntimeError, same message), so the forward pass stays one graph."""
+        if torch.compiler.is_compiling():
+            torch._assert_async(((y >= 0) & (y < self.num_classes)).all(),
+                                f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}) (the null class "
+                                f"is asked for by drop_labels)")
+            return
         if bool(((y < 0) | (y >= self.num_classes)).any()):
             raise ValueError(f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
                              f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)")
