@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 
 import pytest
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -67,9 +66,7 @@ def test_log_checkpoints_records_a_model_artifact_offline(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="art", max_steps=10, extra=["--run.log_checkpoints=true"]))
     run_dir = tmp_path / "mtgm" / "art"
-    deadline = time.time() + 60  # W&B's service may still be writing the offline file when finish() returns
-    while not artifact_records(run_dir) and time.time() < deadline:
-        time.sleep(0.5)
+    wandb_log.wait_until_complete(run_dir)  # W&B's service may still be writing the file when finish() returns
     (artifact,) = artifact_records(run_dir)
     assert artifact.type == "model" and artifact.name.startswith("model-mtgm-art")
     assert {e.path for e in artifact.manifest.contents} == {"last.ckpt", "best.ckpt"}
@@ -79,6 +76,7 @@ def test_log_checkpoints_records_a_model_artifact_offline(tmp_path, caplog):
 
 def test_checkpoints_are_not_artifacts_by_default(tmp_path):
     DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="noart", max_steps=5))
+    wandb_log.wait_until_complete(tmp_path / "mtgm" / "noart")
     assert artifact_records(tmp_path / "mtgm" / "noart") == []
 
 
@@ -101,6 +99,7 @@ def test_resumed_run_segments_sync_oldest_first(tmp_path):
     DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="seg", max_steps=10))
     DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="seg", max_steps=20) + ["--ckpt_path=last"])
     run_dir = tmp_path / "mtgm" / "seg"
+    wandb_log.wait_until_complete(run_dir)
     segments = offline_segments(run_dir)
     assert len(segments) == 2 and segments[0].name.split("-")[-1] == segments[1].name.split("-")[-1]
     first, second = (logged_steps(s) for s in segments)

@@ -42,10 +42,32 @@ def read_records(path: Path) -> list[bytes]:
     return records
 
 
+def wait_until_complete(run_dir: Path, timeout: float = 60.0) -> None:
+    """Waits until every offline run file of a run folder holds its ``exit`` record: W&B's service may still be
+    writing the file when ``finish()`` has returned (seen for a second run in the same process)."""
+    import time
+
+    from wandb.proto import wandb_internal_pb2
+
+    def complete(path: Path) -> bool:
+        for raw in read_records(path):
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(raw)
+            if rec.WhichOneof("record_type") == "exit":
+                return True
+        return False
+
+    deadline = time.time() + timeout
+    files = list(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    while not all(complete(f) for f in files) and time.time() < deadline:
+        time.sleep(0.5)
+
+
 def summarize(run_dir: Path) -> tuple[set[str], dict, int]:
     """History keys, config values and number of logged PNGs of the offline W&B runs of a run folder."""
     from wandb.proto import wandb_internal_pb2
 
+    wait_until_complete(run_dir)
     keys, config = set(), {}
     for wandb_file in Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"):
         for raw in read_records(wandb_file):
