@@ -246,8 +246,8 @@ def test_registry_and_validation():
         small_sequence_dit()(torch.randn(2, 15, 3), torch.rand(2))
 
 
-@pytest.mark.parametrize("x_shape, kwargs", [((3, 16, 3), {}), ((2, 3, 8, 8), dict(input_shape=(3, 8, 8), patch_size=2,
-                                                                                     pos_embed_mode="add"))])
+@pytest.mark.parametrize("x_shape, kwargs", [((3, 16, 3), {}), ((2, 3, 8, 8), {"input_shape": (3, 8, 8), "patch_size": 2,
+                                                                                     "pos_embed_mode": "add"})])
 def test_attention_kernels_agree_in_outputs_gradients_and_records(x_shape, kwargs):
     """softmax(q k^T / sqrt(hd)) v through the matmul kernel equals the fused scaled_dot_product_attention
     (float32: to rounding; bf16 autocast: to bf16 precision), gradients included; recording works for both."""
