@@ -252,6 +252,8 @@ class DiffusionCLI(LightningCLI):
         if run.log_checkpoints:
             callbacks.append(CheckpointArtifacts(ckpt_dir, monitor=run.monitor))
         kwargs["callbacks"] = callbacks
+        if trainer_cfg.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            kwargs["enable_checkpointing"] = False  # else Lightning adds its own epoch=..-step=...ckpt writer
         return super().instantiate_trainer(**kwargs)
 
     def fit(self) -> None:

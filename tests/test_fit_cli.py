@@ -292,3 +292,9 @@ def test_explain_names_nested_components():
         message = explain(err, config)
     assert message.startswith("model.init_args.network (DiT): ") and "depth" in message
     assert explain(RuntimeError("plain"), config) == "plain"
+
+
+def test_no_monitor_writes_last_ckpt_only(tmp_path):
+    """run.monitor=null: last.ckpt alone (Lightning's default epoch=..-step=...ckpt writer is not added)."""
+    fit(tiny_mtgm_args(tmp_path, name="nomon", max_steps=10, extra=["--run.monitor=null", "--run.wandb_mode=disabled"]))
+    assert sorted(p.name for p in (tmp_path / "mtgm" / "nomon" / "checkpoints").iterdir()) == ["last.ckpt"]
