@@ -6,6 +6,7 @@ At the end of a successful fit, rank zero logs one artifact ``model-<W&B run id>
 ``checkpointing.LastCheckpoint``.) An offline run records the artifact in its offline folder; it uploads with
 ``wandb sync`` (``scripts/wandb_sync.py``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,13 +35,17 @@ class CheckpointArtifacts(pl.Callback):
         import wandb
 
         run = logger.experiment
-        artifact = wandb.Artifact(f"model-{run.id}", type="model",
-                                  metadata={"global_step": step, "monitor": self.monitor,
-                                            "files": [f.name for f in files]})
+        artifact = wandb.Artifact(
+            f"model-{run.id}",
+            type="model",
+            metadata={"global_step": step, "monitor": self.monitor, "files": [f.name for f in files]},
+        )
         for f in files:
             artifact.add_file(str(f), name=f.name)
         run.log_artifact(artifact, aliases=["latest", f"step-{step}"])
         if run.offline:
-            rank_zero_info(f"W&B is offline: checkpoint artifact model-{run.id} ({', '.join(f.name for f in files)}) "
-                           f"is recorded in {Path(run.dir).parent} and uploads with `wandb sync` "
-                           f"(python scripts/wandb_sync.py <run folder>)")
+            rank_zero_info(
+                f"W&B is offline: checkpoint artifact model-{run.id} ({', '.join(f.name for f in files)}) "
+                f"is recorded in {Path(run.dir).parent} and uploads with `wandb sync` "
+                f"(python scripts/wandb_sync.py <run folder>)"
+            )

@@ -10,6 +10,7 @@
 top-k checkpoint, so at validation it writes nothing; and its step and epoch triggers are mutually
 exclusive. Hence this small callback, on public Trainer API only.)
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,12 @@ class LastCheckpoint(pl.Callback):
         self._last_saved_step: int | None = None
 
     def _save(self, trainer: pl.Trainer) -> None:
-        if (trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or trainer.fast_dev_run
-                or self._last_saved_step == trainer.global_step):
+        if (
+            trainer.state.fn != TrainerFn.FITTING
+            or trainer.sanity_checking
+            or trainer.fast_dev_run
+            or self._last_saved_step == trainer.global_step
+        ):
             return
         for logger in trainer.loggers:  # metrics.csv up to date with the checkpoint (rank zero only inside)
             logger.save()

@@ -19,6 +19,7 @@ subcommand: it always fits. What it adds to Lightning:
   a config error also names any plugin that failed to import (``diffusion_theory.registry``);
 - the diagnostics' capability requirements are checked before the fit starts.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,6 +84,7 @@ class RunConfig:
 # Run folder and W&B mode
 # ----------------------------------------------------------------------------------------
 
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name).strip("-") or "run"
 
@@ -95,11 +97,15 @@ def resolve_run_dir(run: RunConfig, resuming: bool) -> Path:
     if run.name:
         return base / _safe(run.name)
     if resuming:
-        runs = sorted((p for p in base.glob("*") if (p / "checkpoints" / "last.ckpt").exists()),
-                      key=lambda p: (p / "checkpoints" / "last.ckpt").stat().st_mtime)
+        runs = sorted(
+            (p for p in base.glob("*") if (p / "checkpoints" / "last.ckpt").exists()),
+            key=lambda p: (p / "checkpoints" / "last.ckpt").stat().st_mtime,
+        )
         if not runs:
-            raise ConfigError(f"ckpt_path=last: no run of experiment {run.experiment!r} under {base} "
-                                    f"has checkpoints/last.ckpt; pass --run.name=<run> or a checkpoint path")
+            raise ConfigError(
+                f"ckpt_path=last: no run of experiment {run.experiment!r} under {base} "
+                f"has checkpoints/last.ckpt; pass --run.name=<run> or a checkpoint path"
+            )
         return runs[-1]
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run started by `wandb agent`
         return base / _safe(f"sweep-{os.environ['WANDB_RUN_ID']}")
@@ -142,6 +148,7 @@ def resolve_wandb_mode(requested: str) -> str:
 # The CLI
 # ----------------------------------------------------------------------------------------
 
+
 class RunConfigSaver(SaveConfigCallback):
     """Saves the resolved config to the run folder (rank zero) and sends it to W&B."""
 
@@ -150,6 +157,7 @@ class RunConfigSaver(SaveConfigCallback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import json
+
                 logger.experiment.config.update(json.loads(flat), allow_val_change=True)
 
 
@@ -179,21 +187,36 @@ class DiffusionCLI(LightningCLI):
             raise SystemExit(0)
         self._do_fit = run
         super().__init__(
-            model_class=LightningModule, datamodule_class=LightningDataModule,
-            subclass_mode_model=True, subclass_mode_data=True,
-            save_config_callback=RunConfigSaver, save_config_kwargs={"overwrite": True},
-            seed_everything_default=0, parser_class=DiffusionArgumentParser,
-            parser_kwargs={"parser_mode": "omegaconf+", "description": (
-                "Fit a diffusion model from --config files. `--list` prints the data modules, models, networks, "
-                "schedules and callbacks available by short name (built-in and plugins) and exits.")},
-            args=args, run=False, **kwargs)
+            model_class=LightningModule,
+            datamodule_class=LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=RunConfigSaver,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            parser_class=DiffusionArgumentParser,
+            parser_kwargs={
+                "parser_mode": "omegaconf+",
+                "description": (
+                    "Fit a diffusion model from --config files. `--list` prints the data modules, models, networks, "
+                    "schedules and callbacks available by short name (built-in and plugins) and exits."
+                ),
+            },
+            args=args,
+            run=False,
+            **kwargs,
+        )
         if self._do_fit:
             self.fit()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunConfig, "run")
-        parser.add_argument("--ckpt_path", type=str | None, default=None,
-                            help="checkpoint to resume from: a path, or 'last' for the newest run's last.ckpt")
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="checkpoint to resume from: a path, or 'last' for the newest run's last.ckpt",
+        )
 
     def instantiate_classes(self) -> None:
         """Builds the components; a constructor's ValueError / TypeError becomes one ``ConfigError`` naming the
@@ -231,9 +254,18 @@ class DiffusionCLI(LightningCLI):
         mode = resolve_wandb_mode(run.wandb_mode)
         if mode != "disabled":
             run_id = _safe(f"{run.experiment}-{run_dir.name}")[:120]
-            loggers.append(WandbLogger(save_dir=str(run_dir), project=run.wandb_project, entity=run.wandb_entity,
-                                       name=run_dir.name, group=run.experiment, id=run_id, resume="allow",
-                                       mode=mode))
+            loggers.append(
+                WandbLogger(
+                    save_dir=str(run_dir),
+                    project=run.wandb_project,
+                    entity=run.wandb_entity,
+                    name=run_dir.name,
+                    group=run.experiment,
+                    id=run_id,
+                    resume="allow",
+                    mode=mode,
+                )
+            )
         return loggers
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -244,15 +276,25 @@ class DiffusionCLI(LightningCLI):
         callbacks.append(LastCheckpoint(ckpt_dir, every_n_train_steps=run.checkpoint_every_n_steps))
         callbacks.append(TrimMetricsOnResume())
         if run.monitor:
-            callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=run.monitor,
-                                             mode=run.monitor_mode, save_top_k=1, enable_version_counter=False))
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=ckpt_dir,
+                    filename="best",
+                    monitor=run.monitor,
+                    mode=run.monitor_mode,
+                    save_top_k=1,
+                    enable_version_counter=False,
+                )
+            )
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = self.build_loggers()
         kwargs["plugins"] = with_atomic_checkpoint_io(trainer_cfg.get("plugins"))
         if run.log_checkpoints:
             callbacks.append(CheckpointArtifacts(ckpt_dir, monitor=run.monitor))
         kwargs["callbacks"] = callbacks
-        if trainer_cfg.get("enable_checkpointing") is None and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        if trainer_cfg.get("enable_checkpointing") is None and not any(
+            isinstance(c, ModelCheckpoint) for c in callbacks
+        ):
             kwargs["enable_checkpointing"] = False  # else Lightning adds its own epoch=..-step=...ckpt writer
         return super().instantiate_trainer(**kwargs)
 

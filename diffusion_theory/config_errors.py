@@ -10,6 +10,7 @@ that raised it, found by its class in the config:
 ``scripts/fit.py`` prints that one line and exits with status 2 (``DIFFUSION_THEORY_DEBUG=1`` shows the
 traceback instead).
 """
+
 from __future__ import annotations
 
 import inspect

@@ -19,6 +19,7 @@ output folder (default ``<run>/evaluation/<ckpt stem>/``)
 
 and prints the metrics as a table. Nothing is written into the run's own metrics.csv, checkpoints or W&B run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,8 +66,13 @@ class EvaluationCLI(DiffusionCLI):
         return LightningCLI.instantiate_trainer(self, **kwargs)
 
 
-def evaluate_checkpoint(ckpt: str | Path, configs: list[str] | None = None, overrides: list[str] | None = None,
-                        out_dir: str | Path | None = None, print_table: bool = True) -> dict[str, float]:
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    configs: list[str] | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | Path | None = None,
+    print_table: bool = True,
+) -> dict[str, float]:
     """Run the validation epoch of ``ckpt`` with its run's diagnostics; returns {metric: value} on every rank and
     writes metrics.json / metrics.csv (and prints the table) on rank zero."""
     ckpt = Path(ckpt)
@@ -78,10 +84,12 @@ def evaluate_checkpoint(ckpt: str | Path, configs: list[str] | None = None, over
         if not Path(path).is_file():
             raise ValueError(f"--config: no file at {path}")
     if not run_config.is_file() and not extra:
-        raise ValueError(f"--ckpt: no run config at {run_config} (a checkpoint of scripts/fit.py lives in "
-                         f"<run>/checkpoints/ next to <run>/config.yaml); pass the run's config with --config")
+        raise ValueError(
+            f"--ckpt: no run config at {run_config} (a checkpoint of scripts/fit.py lives in "
+            f"<run>/checkpoints/ next to <run>/config.yaml); pass the run's config with --config"
+        )
     out = Path(out_dir) if out_dir is not None else default_out_dir(ckpt)
-    args = (["--config", str(run_config)] if run_config.is_file() else [])
+    args = ["--config", str(run_config)] if run_config.is_file() else []
     for path in extra:
         args += ["--config", str(path)]
     args += list(overrides or []) + ["--ckpt_path=null"]

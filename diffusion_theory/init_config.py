@@ -8,6 +8,7 @@ arguments by inheriting ``RecordsInitArgs``, and ``init_config`` turns them into
 
     {"class_path": "diffusion_theory.networks.dit.DiT", "init_args": {"input_shape": [8, 2], ...}}
 """
+
 from __future__ import annotations
 
 import inspect

@@ -3,6 +3,7 @@
 On resume, rows logged after the restored checkpoint was written (by the killed run, between its last
 checkpoint and its death) are dropped before training continues, so every step appears once.
 """
+
 from __future__ import annotations
 
 import csv

@@ -27,6 +27,7 @@ Network capabilities (methods of ``pl_module.network``):
     RecordsAttention.recording_attention(reduce)     -> context in which forward passes record per-layer
         {q, k, scores, probs}; ``attention_records()`` returns them
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
@@ -124,8 +125,10 @@ def check_requirements(diagnostic: Any, datamodule: Any, network: Any) -> None:
             obj = network
         elif role == "auxiliary":
             if not callable(getattr(diagnostic, "auxiliary_model", None)):
-                raise MissingCapabilityError(f"callback {name} requires an auxiliary model but has no "
-                                             f"auxiliary_model(); derive it from callbacks.auxiliary.UsesAuxiliaryModel")
+                raise MissingCapabilityError(
+                    f"callback {name} requires an auxiliary model but has no "
+                    f"auxiliary_model(); derive it from callbacks.auxiliary.UsesAuxiliaryModel"
+                )
             obj = diagnostic.auxiliary_model()
         else:
             raise ValueError(f"{name}.requires: role must be one of {', '.join(ROLES)}; got {role!r}")
@@ -140,4 +143,5 @@ def require(obj: Any, protocol: type, diagnostic: str, role: str) -> None:
     raise MissingCapabilityError(
         f"callback {diagnostic} needs the {role} to implement {protocol.__name__} "
         f"({', '.join(f'{m}()' for m in methods)}); {type(obj).__name__} does not. "
-        f"Remove the callback from the config or use a {role} that provides it.")
+        f"Remove the callback from the config or use a {role} that provides it."
+    )

@@ -12,6 +12,7 @@ file of a second run in the same process only after ``finish()`` returned (tests
 so the line stays until Lightning stops passing it. (The "recommended to use sync_dist=True" warnings of the diagnostics are not
 filtered: their values are logged as already synced, ``callbacks/diagnostic.py``.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,6 +34,9 @@ def silence_known_notices() -> None:
     """Installs the filters listed in the module docstring (idempotent)."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_TIP_FILTER)
     warnings.filterwarnings("ignore", message=re.escape("Your `IterableDataset` has `__len__` defined."))
-    warnings.filterwarnings("ignore", message=re.escape(
-        "`DiffusionModule.configure_optimizers` will be overridden by `DiffusionCLI.configure_optimizers`."))
-
+    warnings.filterwarnings(
+        "ignore",
+        message=re.escape(
+            "`DiffusionModule.configure_optimizers` will be overridden by `DiffusionCLI.configure_optimizers`."
+        ),
+    )

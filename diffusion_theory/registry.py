@@ -12,6 +12,7 @@ A plugin that fails to import is reported (a ``PluginImportWarning`` at start, a
 which the CLI appends to config errors) and the other components still load.
 ``format_components`` is what ``scripts/fit.py --list`` prints.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -38,7 +39,9 @@ BUILTIN_MODULES = (
     "diffusion_theory.models.classifier_module",
     "diffusion_theory.callbacks.per_class_fid",
     "diffusion_theory.callbacks",
-    "diffusion_theory.datamodules.ball", "diffusion_theory.models.vae_module", "diffusion_theory.networks.vae",
+    "diffusion_theory.datamodules.ball",
+    "diffusion_theory.models.vae_module",
+    "diffusion_theory.networks.vae",
     "diffusion_theory.callbacks.ball_videos",
 )
 
@@ -68,6 +71,7 @@ _SOURCES: list[Source] = []
 # ----------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------
+
 
 def _origin(ep: EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
@@ -114,9 +118,11 @@ def load_components() -> dict[str, str]:
 
 
 def describe_failure(source: Source) -> str:
-    return (f"diffusion_theory plugin {source.name!r} ({source.origin}) failed to import: "
-            f"{'; '.join(source.errors)}. Its classes cannot be named in configs; the other components "
-            f"are still available.")
+    return (
+        f"diffusion_theory plugin {source.name!r} ({source.origin}) failed to import: "
+        f"{'; '.join(source.errors)}. Its classes cannot be named in configs; the other components "
+        f"are still available."
+    )
 
 
 def failure_report() -> str:
@@ -125,16 +131,21 @@ def failure_report() -> str:
     if not failed:
         return ""
     lines = [f"  - {describe_failure(s)}" for s in failed]
-    return ("Note: these plugins failed to import, so a class_path naming one of their classes cannot resolve:\n"
-            + "\n".join(lines))
+    return (
+        "Note: these plugins failed to import, so a class_path naming one of their classes cannot resolve:\n"
+        + "\n".join(lines)
+    )
 
 
 # ----------------------------------------------------------------------------------------
 # Listing (scripts/fit.py --list)
 # ----------------------------------------------------------------------------------------
 
-KIND_MEANING = {"batch": "measures the noisy evaluation batch", "weights": "reads the model's weights",
-                "generation": "generates samples"}  # the diagnostic kinds of callbacks.diagnostic
+KIND_MEANING = {
+    "batch": "measures the noisy evaluation batch",
+    "weights": "reads the model's weights",
+    "generation": "generates samples",
+}  # the diagnostic kinds of callbacks.diagnostic
 
 
 @dataclass
@@ -154,15 +165,24 @@ def _categories():
     from torch import nn
 
     from diffusion_theory.diffusion.schedules import NoiseSchedule
-    return (("Data modules", "data", LightningDataModule), ("Models", "model", LightningModule),
-            ("Schedules", "model.init_args.schedule", NoiseSchedule), ("Callbacks", "trainer.callbacks", Callback),
-            ("Networks", "model.init_args.network", nn.Module))
+
+    return (
+        ("Data modules", "data", LightningDataModule),
+        ("Models", "model", LightningModule),
+        ("Schedules", "model.init_args.schedule", NoiseSchedule),
+        ("Callbacks", "trainer.callbacks", Callback),
+        ("Networks", "model.init_args.network", nn.Module),
+    )
 
 
 def _protocols() -> list[type]:
     from diffusion_theory import protocols
-    return [obj for obj in vars(protocols).values()
-            if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == protocols.__name__]
+
+    return [
+        obj
+        for obj in vars(protocols).values()
+        if inspect.isclass(obj) and getattr(obj, "_is_protocol", False) and obj.__module__ == protocols.__name__
+    ]
 
 
 def protocol_methods(protocol: type) -> list[str]:
@@ -171,8 +191,11 @@ def protocol_methods(protocol: type) -> list[str]:
 
 def capabilities(cls: type) -> list[str]:
     """The protocols of ``diffusion_theory.protocols`` whose methods ``cls`` implements, as 'method (Protocol)'."""
-    return [f"{', '.join(protocol_methods(p))} ({p.__name__})" for p in _protocols()
-            if all(callable(getattr(cls, m, None)) for m in protocol_methods(p))]
+    return [
+        f"{', '.join(protocol_methods(p))} ({p.__name__})"
+        for p in _protocols()
+        if all(callable(getattr(cls, m, None)) for m in protocol_methods(p))
+    ]
 
 
 def _module_classes(module_name: str) -> list[type]:
@@ -181,8 +204,12 @@ def _module_classes(module_name: str) -> list[type]:
     exported = getattr(module, "__all__", None)
     names = exported if exported is not None else [n for n in vars(module) if not n.startswith("_")]
     classes = [getattr(module, n, None) for n in names]
-    return [c for c in classes if inspect.isclass(c) and (exported is not None or c.__module__ == module_name
-                                                          or c.__module__.startswith(module_name + "."))]
+    return [
+        c
+        for c in classes
+        if inspect.isclass(c)
+        and (exported is not None or c.__module__ == module_name or c.__module__.startswith(module_name + "."))
+    ]
 
 
 def list_components() -> dict[str, list[Component]]:
@@ -201,8 +228,10 @@ def list_components() -> dict[str, list[Component]]:
                 if title is None or cls in bases or path in seen:
                     continue
                 seen.add(path)
-                needs = [f"{role}: {', '.join(protocol_methods(p))} ({p.__name__})"
-                         for role, p in (getattr(cls, "requires", ()) if title == "Callbacks" else ())]
+                needs = [
+                    f"{role}: {', '.join(protocol_methods(p))} ({p.__name__})"
+                    for role, p in (getattr(cls, "requires", ()) if title == "Callbacks" else ())
+                ]
                 provides = capabilities(cls) if title in ("Data modules", "Networks") else []
                 kind = str(getattr(cls, "kind", "") or "") if issubclass(cls, Diagnostic) else ""
                 doc = (inspect.getdoc(cls) or "").strip().splitlines()
@@ -221,9 +250,12 @@ def format_components() -> str:
     for items in listing.values():
         for c in items:
             counts[c.name] = counts.get(c.name, 0) + 1
-    lines = ["Components by short name (`class_path: AR1DataModule`) or full class path, built-in and from plugins",
-             f"(entry-point group {GROUP!r}). Sources: "
-             + ", ".join(s.name if s.name == BUILTIN else f"plugin {s.origin}" for s in _SOURCES if s.modules) + "."]
+    lines = [
+        "Components by short name (`class_path: AR1DataModule`) or full class path, built-in and from plugins",
+        f"(entry-point group {GROUP!r}). Sources: "
+        + ", ".join(s.name if s.name == BUILTIN else f"plugin {s.origin}" for s in _SOURCES if s.modules)
+        + ".",
+    ]
     for title in ("Data modules", "Models", "Networks", "Schedules", "Callbacks"):
         lines += ["", f"{title} ({keys[title]}):"]
         for c in listing[title]:
@@ -236,8 +268,15 @@ def format_components() -> str:
                 lines.append(f"      kind:     {c.kind} ({KIND_MEANING.get(c.kind, 'a plugin kind')})")
             for label, items in (("provides: ", c.provides), ("needs:    ", c.needs)):
                 if items:
-                    lines.append(textwrap.fill("; ".join(items), width=116, initial_indent=f"      {label}",
-                                               subsequent_indent=" " * 16, break_long_words=False))
+                    lines.append(
+                        textwrap.fill(
+                            "; ".join(items),
+                            width=116,
+                            initial_indent=f"      {label}",
+                            subsequent_indent=" " * 16,
+                            break_long_words=False,
+                        )
+                    )
         if not listing[title]:
             lines.append("  (none)")
     lines += ["", "Also any importable class by its full class path (torch.optim.Adam, lightning callbacks, ...)."]

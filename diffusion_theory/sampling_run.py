@@ -12,6 +12,7 @@ process draws its own chunks, and rank zero writes
     <out>.json   the settings and the class label of each row
     <out>.png    a picture that fits the data (``plotting.samples``: image grid, sequence plots, scatter)
 """
+
 from __future__ import annotations
 
 import json
@@ -98,17 +99,22 @@ def conditioning(module: DiffusionModule, request: SampleRequest) -> tuple[dict[
     keys = module.condition_keys
     if request.classes is not None:
         if len(keys) != 1:
-            raise ValueError(f"--classes: the checkpoint's model takes {len(keys)} conditioning inputs "
-                             f"(model.condition_keys = {keys}); --classes needs exactly one (class labels)")
+            raise ValueError(
+                f"--classes: the checkpoint's model takes {len(keys)} conditioning inputs "
+                f"(model.condition_keys = {keys}); --classes needs exactly one (class labels)"
+            )
         num_classes = getattr(module.inference_network, "num_classes", None)
         if num_classes is not None and max(request.classes) >= num_classes:
-            raise ValueError(f"--classes: the model has {num_classes} classes (0 .. {num_classes - 1}); "
-                             f"got {request.classes}")
+            raise ValueError(
+                f"--classes: the model has {num_classes} classes (0 .. {num_classes - 1}); got {request.classes}"
+            )
         labels = class_labels(request.classes, request.n)
         return {keys[0]: labels.to(module.device)}, labels.numel()
     if keys and not request.unconditional:
-        raise ValueError(f"--classes: the checkpoint's model is conditional on {keys}; pass --classes, or "
-                         f"--unconditional for the null class")
+        raise ValueError(
+            f"--classes: the checkpoint's model is conditional on {keys}; pass --classes, or "
+            f"--unconditional for the null class"
+        )
     if request.unconditional and not keys:
         raise ValueError("--unconditional: the checkpoint's model is unconditional already; drop the flag")
     return {}, request.n
@@ -125,8 +131,9 @@ def sample_checkpoint(request: SampleRequest) -> dict[str, Path] | None:
         kwargs["guidance_scale"] = request.guidance_scale
     if request.unconditional:
         kwargs["drop_labels"] = True
-    samples = generate_across_ranks(None, module, total, request.chunk_size, request.seed, cond=cond,
-                                    progress=request.progress, **kwargs).cpu()  # (total, *shape) on every rank
+    samples = generate_across_ranks(
+        None, module, total, request.chunk_size, request.seed, cond=cond, progress=request.progress, **kwargs
+    ).cpu()  # (total, *shape) on every rank
     ranks = current_ranks()
     if ranks.rank != 0:
         return None
@@ -142,10 +149,18 @@ def write_samples(samples: Tensor, cond: dict[str, Tensor], request: SampleReque
     paths = {"samples": out.with_suffix(".pt"), "settings": out.with_suffix(".json"), "figure": out.with_suffix(".png")}
     torch.save(samples, paths["samples"])
     labels = next(iter(cond.values())).cpu() if cond else None
-    settings = {**asdict(request), "resolved_sampler": sampler, "shape": list(samples.shape), "labels": labels.tolist() if labels is not None else None}
+    settings = {
+        **asdict(request),
+        "resolved_sampler": sampler,
+        "shape": list(samples.shape),
+        "labels": labels.tolist() if labels is not None else None,
+    }
     paths["settings"].write_text(json.dumps(settings, indent=2))
-    title = f"{samples.shape[0]} samples of {Path(request.ckpt).name} ({sampler}" + (
-        f", guidance {request.guidance_scale:g}" if request.guidance_scale is not None else "") + ")"
+    title = (
+        f"{samples.shape[0]} samples of {Path(request.ckpt).name} ({sampler}"
+        + (f", guidance {request.guidance_scale:g}" if request.guidance_scale is not None else "")
+        + ")"
+    )
     fig = samples_figure(samples.numpy(), title, labels.numpy() if labels is not None else None)
     fig.savefig(paths["figure"])
     return paths

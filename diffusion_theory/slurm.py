@@ -8,6 +8,7 @@ requeued job has the same ``SLURM_JOB_ID``, hence the same run folder ``<root>/<
 the newest of the HPC checkpoints and ``checkpoints/last.ckpt`` (the job may have validated, and written
 ``last.ckpt``, between the signal and its end; a job requeued after a node failure has no HPC checkpoint at all).
 """
+
 from __future__ import annotations
 
 import re

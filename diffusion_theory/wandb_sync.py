@@ -12,6 +12,7 @@ upload depends on the installed W&B:
 
 ``scripts/wandb_sync.py <run folder>`` prints (or runs) these commands.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,10 @@ def offline_segments(run_dir: str | Path) -> list[Path]:
             found.append((match.group(1), mtime, match.group(2), path))
     ids = {run_id for _, _, run_id, _ in found}
     if len(ids) > 1:
-        raise ValueError(f"{run_dir}: offline segments of several W&B runs ({', '.join(sorted(ids))}); "
-                         f"sync each run's folders separately")
+        raise ValueError(
+            f"{run_dir}: offline segments of several W&B runs ({', '.join(sorted(ids))}); "
+            f"sync each run's folders separately"
+        )
     return [path for *_, path in sorted(found, key=lambda item: item[:2])]
 
 

@@ -9,6 +9,7 @@
 Each benchmark prints its measurement, its target and whether the target is met. Timings on a
 shared machine are noisy: comparisons are ratios of interleaved repetitions (median of several).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ def report(name: str, value: float, unit: str, target: str, ok: bool, detail: st
 # ----------------------------------------------------------------------------------------
 # Lightning overhead on the paper-scale MTGM step
 # ----------------------------------------------------------------------------------------
+
 
 def paper_scale_mtgm(batch_size: int = 64):
     from diffusion_theory.datamodules.mtgm import MTGMDataModule
@@ -82,14 +84,24 @@ def bench_lightning_overhead(steps: int = 60, warmup: int = 10, repeats: int = 3
         _, module = paper_scale_mtgm()
         module.configure_optimizers = lambda: torch.optim.Adam(module.parameters(), lr=1e-2)
         timer = StepTimer()
-        trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                             callbacks=[timer], accelerator="cpu", devices=1)
+        trainer = pl.Trainer(
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            callbacks=[timer],
+            accelerator="cpu",
+            devices=1,
+        )
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
         return timer.per_step
 
     import logging
     import warnings
+
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     hand, light = [], []
@@ -97,9 +109,15 @@ def bench_lightning_overhead(steps: int = 60, warmup: int = 10, repeats: int = 3
         hand.append(hand_loop())
         light.append(lightning_loop())
     ratio = statistics.median(l / h for l, h in zip(light, hand))
-    report("lightning_overhead", ratio, "x", "<= 1.05 x hand loop", ratio <= 1.05,
-           f"hand {statistics.median(hand) * 1e3:.1f} ms/step, Lightning {statistics.median(light) * 1e3:.1f} ms/step "
-           f"(d=64, P=256, batch 64)")
+    report(
+        "lightning_overhead",
+        ratio,
+        "x",
+        "<= 1.05 x hand loop",
+        ratio <= 1.05,
+        f"hand {statistics.median(hand) * 1e3:.1f} ms/step, Lightning {statistics.median(light) * 1e3:.1f} ms/step "
+        f"(d=64, P=256, batch 64)",
+    )
 
 
 def bench_bf16(steps: int = 40, warmup: int = 5, repeats: int = 3) -> None:
@@ -126,13 +144,20 @@ def bench_bf16(steps: int = 40, warmup: int = 5, repeats: int = 3) -> None:
         fp32.append(loop("fp32"))
         bf16.append(loop("bf16"))
     speedup = statistics.median(a / b for a, b in zip(fp32, bf16))
-    report("bf16_speedup_mtgm_step", speedup, "x", "> 1 (informative)", speedup > 1,
-           f"fp32 {statistics.median(fp32) * 1e3:.1f} ms/step, bf16-mixed {statistics.median(bf16) * 1e3:.1f} ms/step")
+    report(
+        "bf16_speedup_mtgm_step",
+        speedup,
+        "x",
+        "> 1 (informative)",
+        speedup > 1,
+        f"fp32 {statistics.median(fp32) * 1e3:.1f} ms/step, bf16-mixed {statistics.median(bf16) * 1e3:.1f} ms/step",
+    )
 
 
 # ----------------------------------------------------------------------------------------
 # Exact Bayes risk over the evaluation set
 # ----------------------------------------------------------------------------------------
+
 
 def bench_bayes_risk(n_eval: int = 512) -> None:
     """Exact E[E | X^t] for 512 samples at all 50 steps (paper scale), posterior over all 70 subsets.
@@ -162,14 +187,21 @@ def bench_bayes_risk(n_eval: int = 512) -> None:
         posterior += time.perf_counter() - tick
         total += 0.5 * (noise - eps).pow(2).mean((1, 2)).sum().item()
     seconds = time.perf_counter() - start
-    report("bayes_risk_512x50", seconds, "s", "< 5 s", seconds < 5,
-           f"R_Bayes = {total / (n_eval * t.numel()):.5f}, posterior {posterior:.2f} s "
-           f"(batches of {batch}, {torch.get_num_threads()} threads)")
+    report(
+        "bayes_risk_512x50",
+        seconds,
+        "s",
+        "< 5 s",
+        seconds < 5,
+        f"R_Bayes = {total / (n_eval * t.numel()):.5f}, posterior {posterior:.2f} s "
+        f"(batches of {batch}, {torch.get_num_threads()} threads)",
+    )
 
 
 # ----------------------------------------------------------------------------------------
 # The demo job
 # ----------------------------------------------------------------------------------------
+
 
 def bench_demo() -> None:
     """``configs/mtgm.yaml`` end to end (the `make demo` job), W&B offline, in a temporary run root."""
@@ -178,21 +210,44 @@ def bench_demo() -> None:
     with tempfile.TemporaryDirectory() as root:
         env = {**os.environ, "WANDB_MODE": "offline"}
         start = time.perf_counter()
-        res = subprocess.run([sys.executable, str(ROOT / "scripts/fit.py"), "--config", str(ROOT / "configs/mtgm.yaml"),
-                              f"--run.root={root}", "--run.name=bench", "--trainer.enable_progress_bar=false"],
-                             cwd=ROOT, env=env, capture_output=True, text=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts/fit.py"),
+                "--config",
+                str(ROOT / "configs/mtgm.yaml"),
+                f"--run.root={root}",
+                "--run.name=bench",
+                "--trainer.enable_progress_bar=false",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         if res.returncode != 0:
             print(res.stderr[-3000:])
         import csv
+
         rows = list(csv.DictReader(open(Path(root) / "mtgm" / "bench" / "metrics.csv")))
         gap = [float(r["val/bayes_gap"]) for r in rows if r.get("val/bayes_gap")][-1]
-    report("demo_mtgm_yaml", seconds / 60, "min", "< 10 min", seconds < 600 and res.returncode == 0,
-           f"final val/bayes_gap {gap:.4f}")
+    report(
+        "demo_mtgm_yaml",
+        seconds / 60,
+        "min",
+        "< 10 min",
+        seconds < 600 and res.returncode == 0,
+        f"final val/bayes_gap {gap:.4f}",
+    )
 
 
-BENCHMARKS = {"lightning_overhead": bench_lightning_overhead, "bf16": bench_bf16, "bayes_risk": bench_bayes_risk,
-              "demo": bench_demo}
+BENCHMARKS = {
+    "lightning_overhead": bench_lightning_overhead,
+    "bf16": bench_bf16,
+    "bayes_risk": bench_bayes_risk,
+    "demo": bench_demo,
+}
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/bench_gp.py, whatever the working directory
 BENCHMARKS.update(__import__("bench_gp").benchmarks(report))  # paper 2: gp_sampling, cov_rel_error, dit_vs_diffusers
 BENCHMARKS.update(__import__("bench_compile").benchmarks(report))  # model.compile against eager
@@ -207,8 +262,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     names = args.only or [n for n in BENCHMARKS if n != "demo" or args.demo]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name in names:
         BENCHMARKS[name]()
     if args.json:

@@ -9,6 +9,7 @@ The share is conservative: its denominator counts the DiT's training steps and B
 configs/ball_dit.yaml; the VAE is the CPU-scale architecture of configs/ball_vae.yaml (its cost does not depend
 on its weights).
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,14 @@ def bench_simulator(report, n_videos: int = 200, frames: int = 240) -> None:
         ball.sample_videos(n_videos, frames, seed=rep)
         best = min(best, time.perf_counter() - start)
     rate = n_videos * frames / best
-    report("ball_simulator", rate, "fr/s", ">= 10,000 frames/s", rate >= 10_000,
-           f"{n_videos} videos x {frames} frames of 64 x 64 in {best:.2f} s (best of 3)")
+    report(
+        "ball_simulator",
+        rate,
+        "fr/s",
+        ">= 10,000 frames/s",
+        rate >= 10_000,
+        f"{n_videos} videos x {frames} frames of 64 x 64 in {best:.2f} s (best of 3)",
+    )
 
 
 def bench_decode_share(report, train_steps: int = 20) -> None:
@@ -74,8 +81,14 @@ def bench_decode_share(report, train_steps: int = 20) -> None:
     step_s = (time.perf_counter() - start) / train_steps
 
     start = time.perf_counter()
-    z = module.sample(n, sampler=videos_cb["sampler"], n_steps=videos_cb["n_steps"], generator=g, progress=False,
-                      **videos_cb.get("sampler_options", {}))
+    z = module.sample(
+        n,
+        sampler=videos_cb["sampler"],
+        n_steps=videos_cb["n_steps"],
+        generator=g,
+        progress=False,
+        **videos_cb.get("sampler_options", {}),
+    )
     gen_s = time.perf_counter() - start
 
     vae = ConvVAE(**vae_cfg["model"]["init_args"]["network"]["init_args"]).eval()
@@ -83,15 +96,25 @@ def bench_decode_share(report, train_steps: int = 20) -> None:
     start = time.perf_counter()
     with torch.no_grad():
         flat = z.reshape(n * F, k)
-        frames = torch.cat([vae.decode(flat[s:s + cb.decode_batch_size])[:, 0]
-                            for s in range(0, flat.shape[0], cb.decode_batch_size)]).reshape(n, F, 64, 64)
+        frames = torch.cat(
+            [
+                vae.decode(flat[s : s + cb.decode_batch_size])[:, 0]
+                for s in range(0, flat.shape[0], cb.decode_batch_size)
+            ]
+        ).reshape(n, F, 64, 64)
         physics_sums(track_centroids(frames, cb.threshold)[0], 64.0, float(data["radius"]))
     decode_s = time.perf_counter() - start
     run_s = max_steps * step_s + n_evals * (gen_s + decode_s)
     share = n_evals * decode_s / run_s
-    report("ball_decode_share", 100 * share, "%", "<= 20 %", share <= 0.2,
-           f"{n_evals} x {decode_s:.2f} s decoding + tracking {n} videos x {F} frames, against >= {run_s / 60:.1f} min "
-           f"of run ({max_steps} steps x {1000 * step_s:.0f} ms + {n_evals} x {gen_s:.1f} s generation)")
+    report(
+        "ball_decode_share",
+        100 * share,
+        "%",
+        "<= 20 %",
+        share <= 0.2,
+        f"{n_evals} x {decode_s:.2f} s decoding + tracking {n} videos x {F} frames, against >= {run_s / 60:.1f} min "
+        f"of run ({max_steps} steps x {1000 * step_s:.0f} ms + {n_evals} x {gen_s:.1f} s generation)",
+    )
 
 
 def benchmarks(report) -> dict[str, Callable[[], None]]:

@@ -10,6 +10,7 @@ compile   one training step (forward + backward + Adam, float32, one thread) of 
           The first compiled call (the compilation itself, inductor's on-disk cache warm or not) is timed
           apart and reported.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -39,8 +40,14 @@ def _modules(name: str):
 def _step_timer(module, shape: tuple[int, ...], steps: int) -> Callable[[], float]:
     """A function running ``steps`` training steps on fixed batches; returns seconds per step."""
     g = torch.Generator().manual_seed(0)
-    batches = [(torch.randn(shape, generator=g), module.schedule.sample_times(shape[0], generator=g),
-                torch.randn(shape, generator=g)) for _ in range(steps)]
+    batches = [
+        (
+            torch.randn(shape, generator=g),
+            module.schedule.sample_times(shape[0], generator=g),
+            torch.randn(shape, generator=g),
+        )
+        for _ in range(steps)
+    ]
     opt = torch.optim.Adam(module.network.parameters(), lr=1e-4)
 
     def run() -> float:
@@ -51,6 +58,7 @@ def _step_timer(module, shape: tuple[int, ...], steps: int) -> Callable[[], floa
             loss.backward()
             opt.step()
         return (time.perf_counter() - start) / steps
+
     return run
 
 
@@ -71,10 +79,16 @@ def bench_compile(report, steps: int = 5, repeats: int = 5) -> None:
                 t_compiled.append(run_compiled())
             speedup = min(t_eager) / min(t_compiled)
             median = statistics.median(e / c for e, c in zip(t_eager, t_compiled))
-            report(f"compile_speedup_{name}", speedup, "x", "> 1 (informative)", speedup > 1,
-                   f"eager {min(t_eager) * 1e3:.1f} ms/step, compiled {min(t_compiled) * 1e3:.1f} ms/step (best of "
-                   f"{repeats}; median ratio {median:.2f}); first compiled step {compile_s:.0f} s; batch {shape[0]}, "
-                   f"float32, 1 thread")
+            report(
+                f"compile_speedup_{name}",
+                speedup,
+                "x",
+                "> 1 (informative)",
+                speedup > 1,
+                f"eager {min(t_eager) * 1e3:.1f} ms/step, compiled {min(t_compiled) * 1e3:.1f} ms/step (best of "
+                f"{repeats}; median ratio {median:.2f}); first compiled step {compile_s:.0f} s; batch {shape[0]}, "
+                f"float32, 1 thread",
+            )
     finally:
         torch.set_num_threads(threads)
 

@@ -21,6 +21,7 @@ dit_vs_diffusers_compiled  the same under bf16 autocast with both networks compi
                   torch.compile's defaults) and Adam's fused kernel (``fused=True``); the first (compiling)
                   steps are timed apart.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -70,9 +71,15 @@ def bench_gp_sampling(report, n: int = 10_000, repeats: int = 3) -> None:
         nu2 = "MultivariateNormal accepts nu=2"
     except (ValueError, RuntimeError):
         nu2 = "at nu=2 MultivariateNormal fails (singular Gamma), ours does not"
-    report("gp_sampling", ratio, "x", ">= 50 x MultivariateNormal", ratio >= 50,
-           f"ours {min(t_ours) * 1e3:.0f} ms, MultivariateNormal {min(t_ref) * 1e3:.0f} ms (best of {repeats}, 1 thread) "
-           f"for {n} sequences (N=128, d=8, nu=1, l=64, float64, construction included); {nu2}")
+    report(
+        "gp_sampling",
+        ratio,
+        "x",
+        ">= 50 x MultivariateNormal",
+        ratio >= 50,
+        f"ours {min(t_ours) * 1e3:.0f} ms, MultivariateNormal {min(t_ref) * 1e3:.0f} ms (best of {repeats}, 1 thread) "
+        f"for {n} sequences (N=128, d=8, nu=1, l=64, float64, construction included); {nu2}",
+    )
 
 
 def bench_cov_rel_error(report, n: int = 10_000) -> None:
@@ -84,8 +91,14 @@ def bench_cov_rel_error(report, n: int = 10_000) -> None:
     start = time.perf_counter()
     eps = covariance_relative_error(generated, training, gp.gamma, gp.sigma).epsilon
     seconds = time.perf_counter() - start
-    report("cov_rel_error", seconds, "s", "< 5 s (n = 10,000)", seconds < 5,
-           f"eps = {float(eps):.3f} for true samples against training data (N=128, d=8, {torch.get_num_threads()} threads)")
+    report(
+        "cov_rel_error",
+        seconds,
+        "s",
+        "< 5 s (n = 10,000)",
+        seconds < 5,
+        f"eps = {float(eps):.3f} for true samples against training data (N=128, d=8, {torch.get_num_threads()} threads)",
+    )
 
 
 def dit_pair(depth: int = 4, hidden: int = 384, heads: int = 6, image: int = 32, channels: int = 4, patch: int = 2):
@@ -95,11 +108,26 @@ def dit_pair(depth: int = 4, hidden: int = 384, heads: int = 6, image: int = 32,
     from diffusion_theory.networks.dit import DiT
 
     torch.manual_seed(0)
-    ours = DiT(input_shape=(channels, image, image), patch_size=patch, hidden_size=hidden, depth=depth,
-               num_heads=heads, num_classes=1000, null_class=True, pos_embed_mode="add")
-    theirs = DiTTransformer2DModel(num_attention_heads=heads, attention_head_dim=hidden // heads,
-                                   in_channels=channels, out_channels=channels, num_layers=depth,
-                                   sample_size=image, patch_size=patch, num_embeds_ada_norm=1000)
+    ours = DiT(
+        input_shape=(channels, image, image),
+        patch_size=patch,
+        hidden_size=hidden,
+        depth=depth,
+        num_heads=heads,
+        num_classes=1000,
+        null_class=True,
+        pos_embed_mode="add",
+    )
+    theirs = DiTTransformer2DModel(
+        num_attention_heads=heads,
+        attention_head_dim=hidden // heads,
+        in_channels=channels,
+        out_channels=channels,
+        num_layers=depth,
+        sample_size=image,
+        patch_size=patch,
+        num_embeds_ada_norm=1000,
+    )
     return ours, theirs
 
 
@@ -110,15 +138,24 @@ DIT_SETTINGS = {  # name -> (bf16 autocast, torch.compile + fused Adam), given t
 }
 
 
-def bench_dit_vs_diffusers(report, settings: tuple[str, ...] = ("fp32", "bf16"), batch: int = 8, steps: int = 3,
-                           warmup: int = 1, repeats: int = 5) -> None:
+def bench_dit_vs_diffusers(
+    report,
+    settings: tuple[str, ...] = ("fp32", "bf16"),
+    batch: int = 8,
+    steps: int = 3,
+    warmup: int = 1,
+    repeats: int = 5,
+) -> None:
     """Ours against diffusers under each setting of ``DIT_SETTINGS``, both networks given the same options;
     the settings' repetitions are interleaved too, so every ratio comes from the same stretch of machine time."""
     try:
         import diffusers  # noqa: F401
     except ImportError:
-        print("dit_vs_diffusers             skipped: the optional dependency diffusers is not installed "
-              "(pip install -e \".[bench]\")", flush=True)
+        print(
+            "dit_vs_diffusers             skipped: the optional dependency diffusers is not installed "
+            '(pip install -e ".[bench]")',
+            flush=True,
+        )
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -145,6 +182,7 @@ def bench_dit_vs_diffusers(report, settings: tuple[str, ...] = ("fp32", "bf16"),
                     loss.backward()
                     opt.step()
                 return (time.perf_counter() - start) / steps
+
             return timed
 
         runs, compile_s, n_params = {}, {}, None
@@ -170,19 +208,31 @@ def bench_dit_vs_diffusers(report, settings: tuple[str, ...] = ("fp32", "bf16"),
             ratio = min(t_ours) / min(t_theirs)  # fastest of the interleaved repetitions: the least disturbed
             median = statistics.median(o / h for o, h in zip(t_ours, t_theirs))
             target = "<= 1.0 x diffusers" if setting == "fp32" else "<= 0.75 x diffusers"
-            extra = (f"; first steps (compilation) {compile_s[setting][0]:.0f} s vs {compile_s[setting][1]:.0f} s"
-                     if setting in compile_s else "")
-            report(f"dit_vs_diffusers_{setting}", ratio, "x", target, ratio <= (1.0 if setting == "fp32" else 0.75),
-                   f"ours {min(t_ours) * 1e3:.0f} ms/step, diffusers {diffusers.__version__} {min(t_theirs) * 1e3:.0f} "
-                   f"ms/step (best of {repeats}; median ratio {median:.3f}){extra}; depth 4, width 384, 6 heads, "
-                   f"256 tokens, batch {batch}, 1 thread; {n_params[0] / 1e6:.2f}M vs {n_params[1] / 1e6:.2f}M params "
-                   f"(diffusers embeds t and y again in every block)")
+            extra = (
+                f"; first steps (compilation) {compile_s[setting][0]:.0f} s vs {compile_s[setting][1]:.0f} s"
+                if setting in compile_s
+                else ""
+            )
+            report(
+                f"dit_vs_diffusers_{setting}",
+                ratio,
+                "x",
+                target,
+                ratio <= (1.0 if setting == "fp32" else 0.75),
+                f"ours {min(t_ours) * 1e3:.0f} ms/step, diffusers {diffusers.__version__} {min(t_theirs) * 1e3:.0f} "
+                f"ms/step (best of {repeats}; median ratio {median:.3f}){extra}; depth 4, width 384, 6 heads, "
+                f"256 tokens, batch {batch}, 1 thread; {n_params[0] / 1e6:.2f}M vs {n_params[1] / 1e6:.2f}M params "
+                f"(diffusers embeds t and y again in every block)",
+            )
     finally:
         torch.set_num_threads(threads)
 
 
 def benchmarks(report) -> dict[str, Callable[[], None]]:
     """name -> benchmark for scripts/bench.py's BENCHMARKS, each reporting through ``report``."""
-    return {"gp_sampling": lambda: bench_gp_sampling(report), "cov_rel_error": lambda: bench_cov_rel_error(report),
-            "dit_vs_diffusers": lambda: bench_dit_vs_diffusers(report),
-            "dit_vs_diffusers_compiled": lambda: bench_dit_vs_diffusers(report, settings=("bf16_compiled",))}
+    return {
+        "gp_sampling": lambda: bench_gp_sampling(report),
+        "cov_rel_error": lambda: bench_cov_rel_error(report),
+        "dit_vs_diffusers": lambda: bench_dit_vs_diffusers(report),
+        "dit_vs_diffusers_compiled": lambda: bench_dit_vs_diffusers(report, settings=("bf16_compiled",)),
+    }

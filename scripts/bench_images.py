@@ -11,6 +11,7 @@ fid_callback    the wall time of one PerClassFID evaluation at the CPU-scale set
                 evaluation per validation); target: the evaluations take under 20 % of the run. Needs the
                 Fashion-MNIST files (make data); without them the benchmark says so.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -35,8 +36,9 @@ def cpu_scale_module():
     cfg = yaml.safe_load(CONFIG.read_text())
     net = dict(cfg["model"]["init_args"]["network"]["init_args"])
     torch.manual_seed(0)
-    module = DiffusionModule(DiT(**net), LinearBetaSchedule(**cfg["model"]["init_args"]["schedule"]["init_args"]),
-                             loss_scale=1.0)
+    module = DiffusionModule(
+        DiT(**net), LinearBetaSchedule(**cfg["model"]["init_args"]["schedule"]["init_args"]), loss_scale=1.0
+    )
     return module.eval(), cfg
 
 
@@ -47,8 +49,14 @@ def bench_image_sampling(report, n: int = 64) -> None:
         start = time.perf_counter()
         module.sample(n, sampler=sampler, n_steps=steps, generator=torch.Generator().manual_seed(0), progress=False)
         rates[sampler] = n / (time.perf_counter() - start)
-    report("image_sampling_ddim50", rates["ddim"], "img/s", "> ddpm1000", rates["ddim"] > rates["ddpm"],
-           f"DDPM (1000 steps): {rates['ddpm']:.3g} img/s; ratio {rates['ddim'] / rates['ddpm']:.3g}x")
+    report(
+        "image_sampling_ddim50",
+        rates["ddim"],
+        "img/s",
+        "> ddpm1000",
+        rates["ddim"] > rates["ddpm"],
+        f"DDPM (1000 steps): {rates['ddpm']:.3g} img/s; ratio {rates['ddim'] / rates['ddpm']:.3g}x",
+    )
 
 
 def train_step_rate(module, batch_size: int, steps: int = 30, warmup: int = 5) -> float:
@@ -71,8 +79,8 @@ def train_step_rate(module, batch_size: int, steps: int = 30, warmup: int = 5) -
 
 def bench_fid_callback(report) -> None:
     from diffusion_theory.callbacks.per_class_fid import PerClassFID
-    from diffusion_theory.datamodules.images import ImageClassesDataModule
     from diffusion_theory.datamodules.idx import MissingDataError
+    from diffusion_theory.datamodules.images import ImageClassesDataModule
     from diffusion_theory.models.classifier_module import export_classifier
     from diffusion_theory.networks.classifier import ImageClassifier
 
@@ -90,8 +98,17 @@ def bench_fid_callback(report) -> None:
         net_args = dict(clf_cfg["model"]["init_args"]["network"]["init_args"], class_labels=dm.class_labels())
         cb_args["aux_checkpoint"] = str(export_classifier(ImageClassifier(**net_args), Path(tmp) / "classifier.pt"))
         cb = PerClassFID(**cb_args)
-        trainer = SimpleNamespace(global_rank=0, world_size=1, is_global_zero=True, datamodule=dm, default_root_dir=tmp,
-                                  global_step=0, current_epoch=0, sanity_checking=False, loggers=[])
+        trainer = SimpleNamespace(
+            global_rank=0,
+            world_size=1,
+            is_global_zero=True,
+            datamodule=dm,
+            default_root_dir=tmp,
+            global_step=0,
+            current_epoch=0,
+            sanity_checking=False,
+            loggers=[],
+        )
         cb.setup(trainer, module, "fit")
         start = time.perf_counter()
         with torch.no_grad():
@@ -106,9 +123,15 @@ def bench_fid_callback(report) -> None:
     n_evals = max_steps // int(data_args["steps_per_epoch"])
     run = max_steps / rate + n_evals * call + (first - call)
     share = (n_evals * call + first - call) / run
-    report("fid_callback", call, "s", "< 20 % of run", share < 0.2,
-           f"first call (with real statistics) {first:.3g} s; {rate:.3g} train steps/s; projected CPU-scale run "
-           f"{run / 60:.3g} min with {n_evals} evaluations = {100 * share:.3g} % of it")
+    report(
+        "fid_callback",
+        call,
+        "s",
+        "< 20 % of run",
+        share < 0.2,
+        f"first call (with real statistics) {first:.3g} s; {rate:.3g} train steps/s; projected CPU-scale run "
+        f"{run / 60:.3g} min with {n_evals} evaluations = {100 * share:.3g} % of it",
+    )
 
 
 def benchmarks(report) -> dict[str, Callable[[], None]]:

@@ -9,6 +9,7 @@ Reads <run>/config.yaml next to <run>/checkpoints/; further --config files and -
 on top as in scripts/fit.py. Writes metrics.json, metrics.csv and figures/ to --out
 (default <run>/evaluation/<ckpt stem>/) and prints a table.
 """
+
 import argparse
 import sys
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluate_checkpoint(args.ckpt, args.config, overrides, args.out)
     except ValueError as error:
         print(f"evaluate.py: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

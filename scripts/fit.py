@@ -11,6 +11,7 @@
 A bad config value ends with one line naming the key and the rule and exit status 2, before any run folder,
 W&B run or training step; DIFFUSION_THEORY_DEBUG=1 shows the traceback instead.
 """
+
 import os
 import sys
 

@@ -13,6 +13,7 @@ Every run is an ordinary ``scripts/fit.py`` run (same CLI, same run folders unde
 the sweeps live in ``diffusion_theory/experiments/`` (one module per paper), their grids in
 ``configs/sweeps/<paper>.yaml``. This script only parses the arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,16 +30,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paper", choices=sorted(experiments.available()))
     parser.add_argument("--scale", default="cpu", help="a scale of the paper's grid: cpu (default), paper, smoke")
-    parser.add_argument("--only", action="append",
-                        help="studies to run (mtgm: fig2a fig2b fig2c fig2d fig4 gap; gp: fig4a attention white)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="studies to run (mtgm: fig2a fig2b fig2c fig2d fig4 gap; gp: fig4a attention white)",
+    )
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "reproduce")
     parser.add_argument("--wandb", action="store_true")
-    parser.add_argument("--report", type=Path, default=experiments.common.DEFAULT_REPORT,
-                        help="the markdown report to update")
-    parser.add_argument("--seeds", type=int, default=3,
-                        help="seeds per sweep point (default 3; seed 0 is the configs' own seeds, the existing runs)")
-    parser.add_argument("--grid", type=Path, default=None,
-                        help="the sweep grid (default: configs/sweeps/<paper>.yaml)")
+    parser.add_argument(
+        "--report", type=Path, default=experiments.common.DEFAULT_REPORT, help="the markdown report to update"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="seeds per sweep point (default 3; seed 0 is the configs' own seeds, the existing runs)",
+    )
+    parser.add_argument("--grid", type=Path, default=None, help="the sweep grid (default: configs/sweeps/<paper>.yaml)")
     args = parser.parse_args(argv)
     cls = experiments.experiment_class(args.paper)
     grid = experiments.load_grid(args.grid) if args.grid else None

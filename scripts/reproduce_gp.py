@@ -4,6 +4,7 @@
 
     python scripts/reproduce_gp.py --scale smoke --only attention
 """
+
 from __future__ import annotations
 
 import sys

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Samples of a trained checkpoint: a tensor file and a picture (logic: ``diffusion_theory.sampling_run``).
 
-    python scripts/sample.py --ckpt runs/gp/<run>/checkpoints/last.ckpt -n 1000
-    python scripts/sample.py --ckpt ... -n 500 --sampler ode --steps 50 --option spacing=log --seed 1
-    python scripts/sample.py --ckpt ... -n 16 --classes 0,3,7 --guidance_scale 4.0      # class-conditional model
-    torchrun --nproc-per-node=2 scripts/sample.py --ckpt ... -n 10000                    # each process its chunks
+python scripts/sample.py --ckpt runs/gp/<run>/checkpoints/last.ckpt -n 1000
+python scripts/sample.py --ckpt ... -n 500 --sampler ode --steps 50 --option spacing=log --seed 1
+python scripts/sample.py --ckpt ... -n 16 --classes 0,3,7 --guidance_scale 4.0      # class-conditional model
+torchrun --nproc-per-node=2 scripts/sample.py --ckpt ... -n 10000                    # each process its chunks
 """
+
 import argparse
 import sys
 
@@ -18,7 +19,9 @@ def parse_classes(text: str) -> list[int]:
     try:
         return [int(c) for c in text.split(",") if c.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated class indices such as 0,3,7; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated class indices such as 0,3,7; got {text!r}"
+        ) from None
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -38,22 +41,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=parse_classes, default=None, help="class labels, e.g. 0,3,7")
     parser.add_argument("--guidance_scale", type=float, default=None, help="classifier-free guidance scale")
     parser.add_argument("--unconditional", action="store_true", help="sample a conditional model's null class")
-    parser.add_argument("--out", default=None,
-                        help="output path without suffix (default <run>/samples/<ckpt>_<sampler>_n<n>_seed<seed>)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output path without suffix (default <run>/samples/<ckpt>_<sampler>_n<n>_seed<seed>)",
+    )
     parser.add_argument("--chunk_size", type=int, default=256, help="samples per batch, the unit split over processes")
-    parser.add_argument("--option", type=parse_option, action="append", default=[],
-                        help="further sampler arguments, e.g. --option spacing=log --option method=heun")
+    parser.add_argument(
+        "--option",
+        type=parse_option,
+        action="append",
+        default=[],
+        help="further sampler arguments, e.g. --option spacing=log --option method=heun",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    request = SampleRequest(ckpt=args.ckpt, n=args.n, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                            classes=args.classes, guidance_scale=args.guidance_scale, unconditional=args.unconditional,
-                            out=args.out, chunk_size=args.chunk_size, sampler_options=dict(args.option),
-                            progress=not args.no_progress)
+    request = SampleRequest(
+        ckpt=args.ckpt,
+        n=args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        classes=args.classes,
+        guidance_scale=args.guidance_scale,
+        unconditional=args.unconditional,
+        out=args.out,
+        chunk_size=args.chunk_size,
+        sampler_options=dict(args.option),
+        progress=not args.no_progress,
+    )
     try:
         paths = sample_checkpoint(request)
     except ValueError as error:
         print(f"sample.py: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     if paths:
         for kind, path in paths.items():
             print(f"{kind}: {path}")

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Upload a run's offline W&B segments as one W&B run, oldest first (``diffusion_theory.wandb_sync``).
 
-    python scripts/wandb_sync.py runs/mtgm/20261128-120000          # prints the wandb sync commands
-    python scripts/wandb_sync.py runs/mtgm/20261128-120000 --run    # runs them, stopping at the first failure
+python scripts/wandb_sync.py runs/mtgm/20261128-120000          # prints the wandb sync commands
+python scripts/wandb_sync.py runs/mtgm/20261128-120000 --run    # runs them, stopping at the first failure
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny MTGM run through the real CLI, W&B offline in a temporary folder."""
+
 from __future__ import annotations
 
 import csv
@@ -25,11 +26,24 @@ def _offline_wandb(tmp_path, monkeypatch):
 
 def tiny_mtgm_args(root: Path, name: str = "tiny", max_steps: int = 20, extra: list[str] | None = None) -> list[str]:
     """configs/mtgm.yaml shrunk to seconds: d=8, M=4, K=2, P=16, 32 evaluation samples."""
-    return ["--config", str(ROOT / "configs/mtgm.yaml"), f"--run.root={root}", f"--run.name={name}",
-            "--data.init_args.d=8", "--data.init_args.M=4", "--data.init_args.K=2", "--data.init_args.P=16",
-            "--data.init_args.n_eval=32", "--data.init_args.eval_batch_size=8", "--data.init_args.batch_size=16",
-            "--data.init_args.steps_per_epoch=10", f"--trainer.max_steps={max_steps}",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.log_every_n_steps=5"] + (extra or [])
+    return [
+        "--config",
+        str(ROOT / "configs/mtgm.yaml"),
+        f"--run.root={root}",
+        f"--run.name={name}",
+        "--data.init_args.d=8",
+        "--data.init_args.M=4",
+        "--data.init_args.K=2",
+        "--data.init_args.P=16",
+        "--data.init_args.n_eval=32",
+        "--data.init_args.eval_batch_size=8",
+        "--data.init_args.batch_size=16",
+        "--data.init_args.steps_per_epoch=10",
+        f"--trainer.max_steps={max_steps}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.log_every_n_steps=5",
+    ] + (extra or [])
 
 
 def subprocess_env(extra: dict | None = None) -> dict:
@@ -41,8 +55,14 @@ def subprocess_env(extra: dict | None = None) -> dict:
 
 def run_fit_subprocess(args: list[str], env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     full_env = subprocess_env(env)
-    return subprocess.run([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -4,6 +4,7 @@ Class c of ``CLASSES`` (8 x 8 grey images): uniform noise in [0, 60] plus a brig
 (c = 0..3) or centred (c = 4). ``write_tiny_idx`` writes the four standard files (train: ``n_train`` per class,
 test: ``n_test`` per class) into a folder; ``train_tiny_classifier`` fits an ``ImageClassifier`` on them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,12 +26,18 @@ def tiny_images(labels: np.ndarray, seed: int) -> np.ndarray:
     images = rng.integers(0, 61, size=(labels.size, SIZE, SIZE)).astype(np.int64)
     for i, c in enumerate(labels):
         r, col = CORNERS[int(c)]
-        images[i, r:r + 4, col:col + 4] += 160 + rng.integers(0, 35, size=(4, 4))
+        images[i, r : r + 4, col : col + 4] += 160 + rng.integers(0, 35, size=(4, 4))
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
-def write_tiny_idx(folder: Path, n_train: int = 40, n_test: int = 30, gz: bool = True,
-                   classes: tuple[int, ...] = CLASSES, seed: int = 0) -> Path:
+def write_tiny_idx(
+    folder: Path,
+    n_train: int = 40,
+    n_test: int = 30,
+    gz: bool = True,
+    classes: tuple[int, ...] = CLASSES,
+    seed: int = 0,
+) -> Path:
     """The four IDX files of a tiny data set in ``folder`` (labels interleaved: 0, 1, .., 4, 0, 1, ...)."""
     suffix = ".gz" if gz else ""
     for split, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
@@ -44,8 +51,9 @@ def train_tiny_classifier(dm, steps: int = 60, feature_dim: int = 8, seed: int =
     """An ImageClassifier fitted with Adam on the data module's training set (a few seconds on a CPU)."""
     torch.manual_seed(seed)
     dm.setup("fit")
-    net = ImageClassifier(input_shape=dm.sample_shape, class_labels=dm.class_labels(), width=8,
-                          feature_dim=feature_dim, dropout=0.0)
+    net = ImageClassifier(
+        input_shape=dm.sample_shape, class_labels=dm.class_labels(), width=8, feature_dim=feature_dim, dropout=0.0
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     x, y = dm.train_set["x0"], dm.train_set["y"]
     g = torch.Generator().manual_seed(seed)

@@ -3,6 +3,7 @@
 
     python tests/per_class_fid_worker.py IDX_FOLDER CLASSIFIER OUT_JSON WORLD [conditional]
 """
+
 from __future__ import annotations
 
 import json
@@ -31,10 +32,12 @@ class PoolModule:
         self.schedule = LinearBetaSchedule(T=10)
         self.network = torch.nn.Identity()
 
-    def draw(self, n: int, generator: torch.Generator, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(
+        self, n: int, generator: torch.Generator, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(images (n, 1, S, S), true class index (n,))."""
         classes = y if y is not None else torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        rows = torch.randint(0, 10 ** 6, (n,), generator=generator)
+        rows = torch.randint(0, 10**6, (n,), generator=generator)
         images = torch.stack([self.pools[int(c)][int(r) % self.pools[int(c)].shape[0]] for c, r in zip(classes, rows)])
         return images, classes
 
@@ -63,9 +66,18 @@ def _reduce(x: torch.Tensor, reduce_op: str = "sum") -> torch.Tensor:
 
 def stub_trainer(dm, rank: int, world: int, root: str) -> SimpleNamespace:
     """The parts of a Trainer the diagnostic reads; its strategy's reduce is torch.distributed's all-reduce."""
-    return SimpleNamespace(global_rank=rank, world_size=world, is_global_zero=rank == 0, datamodule=dm,
-                           default_root_dir=root, global_step=7, current_epoch=0, sanity_checking=False, loggers=[],
-                           strategy=SimpleNamespace(reduce=_reduce))
+    return SimpleNamespace(
+        global_rank=rank,
+        world_size=world,
+        is_global_zero=rank == 0,
+        datamodule=dm,
+        default_root_dir=root,
+        global_step=7,
+        current_epoch=0,
+        sanity_checking=False,
+        loggers=[],
+        strategy=SimpleNamespace(reduce=_reduce),
+    )
 
 
 def run(rank: int, world: int, idx: str, classifier: str, out: str, conditional: bool) -> None:

@@ -1,5 +1,6 @@
 """Ball data modules: frames for the VAE, latent sequences through a frozen VAE with an on-disk cache that is reused
 while the VAE and the settings are unchanged and rebuilt (saying why) when either changes; clear errors first."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,17 @@ def write_vae(path, latent_dim: int = 2, seed: int = 0, size: int = 32):
 
 
 def latent_data(vae_path, cache_dir, **kw):
-    args = dict(frames=8, size=32, radius=3.0, speed=2.0, n_videos=20, n_eval=4, n_reference=12, cache_dir=str(cache_dir),
-                encode_batch_size=50)
+    args = dict(
+        frames=8,
+        size=32,
+        radius=3.0,
+        speed=2.0,
+        n_videos=20,
+        n_eval=4,
+        n_reference=12,
+        cache_dir=str(cache_dir),
+        encode_batch_size=50,
+    )
     return BallLatentDataModule(str(vae_path), **{**args, **kw})
 
 
@@ -92,5 +102,7 @@ def test_errors_before_any_work(tmp_path):
     assert not cache.exists()  # nothing was encoded
     dm = latent_data(path, cache, latent_dim=3)
     with pytest.raises(SampleShapeError, match="latent_dim = 3"):  # the DiT's latent size differs from the VAE's
-        check_sample_shape(dm, DiT(input_shape=(8, 2), hidden_size=16, pos_embed_mode="concat", pos_dim=8, depth=1, num_heads=2))
+        check_sample_shape(
+            dm, DiT(input_shape=(8, 2), hidden_size=16, pos_embed_mode="concat", pos_dim=8, depth=1, num_heads=2)
+        )
     assert not cache.exists()

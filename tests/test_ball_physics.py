@@ -1,6 +1,7 @@
 """Physics metrics of ball videos (metrics.ball_physics): the tracker finds simulated balls within a pixel, real
 videos score as the simulator's physics says, shuffled-frame videos far worse, hand-made violations are caught,
 and the sums are additive (what makes them equal under DDP)."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,13 @@ import pytest
 import torch
 
 from diffusion_theory.distributions.bouncing_ball import BouncingBall
-from diffusion_theory.metrics.ball_physics import merge_sums, physics_summary, physics_sums, track_centroids, \
-    video_physics
+from diffusion_theory.metrics.ball_physics import (
+    merge_sums,
+    physics_summary,
+    physics_sums,
+    track_centroids,
+    video_physics,
+)
 
 BALL = BouncingBall(size=64, radius=6.0, speed=3.0)
 

@@ -1,5 +1,6 @@
 """The bouncing-ball simulator (paper 2, Sec. 6.2): in the box, exact elastic reflection against an independent
 event-by-event simulation, constant speed, deterministic per seed, the disc's rendering, clear errors."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,9 @@ import torch
 from diffusion_theory.distributions.bouncing_ball import BouncingBall, fold, render_discs
 
 
-def event_simulation(start: tuple[float, float], angle: float, speed: float, lo: float, hi: float, frames: int,
-                     substeps: int = 1) -> list[tuple[float, float]]:
+def event_simulation(
+    start: tuple[float, float], angle: float, speed: float, lo: float, hi: float, frames: int, substeps: int = 1
+) -> list[tuple[float, float]]:
     """Independent reference: move frame by frame, reflecting off each wall at the exact contact time."""
     x, y = start
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
@@ -55,8 +57,9 @@ def test_trajectories_match_event_simulation_and_stay_in_the_box():
     lo, hi = ball.radius, ball.size - ball.radius
     assert paths.min() >= lo - 1e-12 and paths.max() <= hi + 1e-12
     for i in range(40):
-        ref = torch.tensor(event_simulation(tuple(start[i].tolist()), float(angle[i]), ball.speed, lo, hi, 90),
-                           dtype=torch.float64)
+        ref = torch.tensor(
+            event_simulation(tuple(start[i].tolist()), float(angle[i]), ball.speed, lo, hi, 90), dtype=torch.float64
+        )
         assert torch.allclose(paths[i], ref, atol=1e-9), i
 
 
@@ -96,8 +99,10 @@ def test_render_is_a_disc_of_the_right_area():
     assert frames[0, 31, 20] == 1.0 and frames[0, 0, 0] == 0.0
 
 
-@pytest.mark.parametrize("kwargs, field", [({"radius": 32.0}, "radius"), ({"radius": 0.0}, "radius"),
-                                           ({"speed": 0.0}, "speed"), ({"size": 1}, "size")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"radius": 32.0}, "radius"), ({"radius": 0.0}, "radius"), ({"speed": 0.0}, "speed"), ({"size": 1}, "size")],
+)
 def test_bad_geometry_fails_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         BouncingBall(**{"size": 64, "radius": 4.0, "speed": 3.0, **kwargs})

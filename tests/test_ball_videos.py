@@ -1,5 +1,6 @@
 """BallVideos' auxiliary VAE: required, checked against the DiT's latent size before any generation, decoded
 frames equal the VAE's own decoding of the data's latents, and the animated GIF / frame strip helpers."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_ball_data import latent_data, write_vae
 
 from diffusion_theory.callbacks.ball_videos import BallVideos
 from diffusion_theory.networks.dit import DiT
 from diffusion_theory.plotting.videos import save_gif, strip_indices
 from diffusion_theory.protocols import check_requirements
-from test_ball_data import latent_data, write_vae
 
 
 def dit(latent: int) -> DiT:

@@ -1,4 +1,5 @@
 """A checkpoint write that dies half-way leaves the previous checkpoint intact."""
+
 import pytest
 import torch
 

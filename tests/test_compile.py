@@ -1,5 +1,6 @@
 """model.compile: the network compiled in place (torch.compile, inductor) trains like the eager one, keeps its
 parameter names, EMA and checkpoint keys, and its checkpoints load into a non-compiled module."""
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -41,8 +42,9 @@ def is_compiled(network: torch.nn.Module) -> bool:
     return getattr(network, "_compiled_call_impl", None) is not None
 
 
-@pytest.mark.parametrize("make, shape", [(theory_module, (4, 16, 8)), (dit_module, (4, 6, 2))],
-                         ids=["theory_transformer", "dit"])
+@pytest.mark.parametrize(
+    "make, shape", [(theory_module, (4, 16, 8)), (dit_module, (4, 6, 2))], ids=["theory_transformer", "dit"]
+)
 def test_compiled_training_matches_eager_and_keeps_names(make, shape):
     eager, compiled = make(False), make(True)
     assert is_compiled(compiled.network) and not is_compiled(eager.network)
@@ -82,11 +84,20 @@ def test_compiled_training_matches_eager_and_keeps_names(make, shape):
 def test_checkpoint_of_a_compiled_run_loads_without_compiling(tmp_path):
     module = dit_module(True)
     module.configure_optimizers = lambda: torch.optim.Adam(module.network.parameters(), lr=1e-2)
-    data = GaussianProcessDataModule(N=6, d=2, length_scale=4.0, n_train=16, batch_size=4, steps_per_epoch=2,
-                                     n_eval=4, eval_batch_size=2)
-    trainer = pl.Trainer(max_steps=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path,
-                         enable_checkpointing=False)
+    data = GaussianProcessDataModule(
+        N=6, d=2, length_scale=4.0, n_train=16, batch_size=4, steps_per_epoch=2, n_eval=4, eval_batch_size=2
+    )
+    trainer = pl.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, datamodule=data)
     path = tmp_path / "compiled.ckpt"
     trainer.save_checkpoint(path)
@@ -117,6 +128,7 @@ def test_compile_option_validation():
 
 def test_missing_cxx_compiler_is_reported(monkeypatch):
     import diffusion_theory.models.compile as compile_module
+
     monkeypatch.setattr(compile_module, "_cxx_compiler", lambda: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):

@@ -5,9 +5,8 @@ of the sample mean and covariance), first with the exact class-conditional denoi
 small class-conditional DiT trained for a few seconds with label dropout (classifier-free guidance training).
 Negative controls: another class's law and the unconditional (null-class) samples fail the same check.
 """
-from __future__ import annotations
 
-import math
+from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
@@ -20,8 +19,9 @@ from diffusion_theory.models.diffusion_module import DiffusionModule
 from diffusion_theory.networks.dit import DiT
 
 MEANS = torch.tensor([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]], dtype=torch.float64)  # (3, 2)
-FACTORS = torch.tensor([[[0.5, 0.0], [0.2, 0.2]], [[0.3, 0.0], [0.0, 0.6]], [[0.4, -0.2], [0.0, 0.3]]],
-                       dtype=torch.float64)  # (3, 2, 2): x = mu_c + A_c z
+FACTORS = torch.tensor(
+    [[[0.5, 0.0], [0.2, 0.2]], [[0.3, 0.0], [0.0, 0.6]], [[0.4, -0.2], [0.0, 0.3]]], dtype=torch.float64
+)  # (3, 2, 2): x = mu_c + A_c z
 COVS = FACTORS @ FACTORS.transpose(1, 2)  # (3, 2, 2) Sigma_c
 SCHEDULE_T = 8.0
 SAMPLER = dict(sampler="ode", n_steps=40, spacing="log", progress=False)
@@ -42,13 +42,14 @@ def law_check(x: Tensor, c: int) -> tuple[float, float, float]:
     n, sigma = x.shape[0], COVS[c]
     mean_z = ((x.mean(0) - MEANS[c]) / (sigma.diagonal() / n).sqrt()).abs().max().item()
     cov_err = ((torch.cov(x.T) - sigma).norm() / sigma.norm()).item()
-    var = (sigma.diagonal()[:, None] * sigma.diagonal()[None] + sigma ** 2) / n
+    var = (sigma.diagonal()[:, None] * sigma.diagonal()[None] + sigma**2) / n
     return mean_z, cov_err, (var.sum().sqrt() / sigma.norm()).item()
 
 
 # ----------------------------------------------------------------------------------------
 # The exact class-conditional denoiser
 # ----------------------------------------------------------------------------------------
+
 
 class ExactClassDenoiser(nn.Module):
     """The Bayes-optimal noise predictor of the mixture under the VP process abar_t = e^{-t} (paper 2, Sec. 2):
@@ -72,8 +73,11 @@ class ExactClassDenoiser(nn.Module):
         eps_c = (1 - abar).sqrt() * torch.linalg.solve(C, z - m)  # (B, 3, 2, 1)
         log_w = torch.distributions.MultivariateNormal(m.squeeze(-1), C).log_prob(z.squeeze(-1))  # (B, 3)
         eps_null = (torch.softmax(log_w, 1)[..., None, None] * eps_c).sum(1)  # (B, 2, 1)
-        drop = torch.ones(x.shape[0], dtype=torch.bool) if drop_labels is True else (
-            drop_labels if isinstance(drop_labels, Tensor) else torch.zeros(x.shape[0], dtype=torch.bool))
+        drop = (
+            torch.ones(x.shape[0], dtype=torch.bool)
+            if drop_labels is True
+            else (drop_labels if isinstance(drop_labels, Tensor) else torch.zeros(x.shape[0], dtype=torch.bool))
+        )
         if y is None and not bool(drop.all()):
             raise ValueError("ExactClassDenoiser: labels y are missing")
         labels = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y.long()
@@ -99,12 +103,14 @@ def test_exact_denoiser_samples_each_class_and_guidance_one_is_plain_conditional
         assert mean_z < 4 and cov_err < 4 * cov_se, (c, mean_z, cov_err, cov_se)
         wrong_z, wrong_cov, _ = law_check(x, (c + 1) % 3)  # negative control: another class's law fails
         assert wrong_z > 50 and wrong_cov > 4 * cov_se
-        guided = module.sample(n, y=c, guidance_scale=1.0, shape=(1, 2), generator=torch.Generator().manual_seed(c),
-                               **SAMPLER)
+        guided = module.sample(
+            n, y=c, guidance_scale=1.0, shape=(1, 2), generator=torch.Generator().manual_seed(c), **SAMPLER
+        )
         assert torch.allclose(guided, x, atol=1e-4)  # CFG at scale 1 = plain conditional sampling
     # guidance beyond 1 pushes the samples away from the other classes: the class mean moves outwards
-    strong = module.sample(n, y=0, guidance_scale=3.0, shape=(1, 2), generator=torch.Generator().manual_seed(0),
-                           **SAMPLER)
+    strong = module.sample(
+        n, y=0, guidance_scale=3.0, shape=(1, 2), generator=torch.Generator().manual_seed(0), **SAMPLER
+    )
     assert strong.double().mean(0)[0, 0] > MEANS[0, 0] + 0.01
     # the null class samples the mixture: mean (0, 0) is far from every class
     mixture = module.sample(n, drop_labels=True, shape=(1, 2), generator=torch.Generator().manual_seed(7), **SAMPLER)
@@ -116,6 +122,7 @@ def test_exact_denoiser_samples_each_class_and_guidance_one_is_plain_conditional
 # ----------------------------------------------------------------------------------------
 # A small class-conditional DiT, trained
 # ----------------------------------------------------------------------------------------
+
 
 class MixtureStream(IterableDataset):
     """Batches {x0 (B, 1, 2), y (B,)} of the mixture with equal class weights, from a seeded stream."""
@@ -145,11 +152,25 @@ def test_trained_class_conditional_dit_samples_each_class():
     steps = 1200
     torch.manual_seed(0)
     net = DiT(input_shape=(1, 2), hidden_size=64, depth=2, num_heads=2, pos_embed_mode="add", num_classes=3)
-    module = DiffusionModule(net, ContinuousVPSchedule(T=SCHEDULE_T, t0=1e-3), loss_scale=1.0, condition_keys=["y"],
-                             label_dropout=0.1, ema_decay=0.99)
+    module = DiffusionModule(
+        net,
+        ContinuousVPSchedule(T=SCHEDULE_T, t0=1e-3),
+        loss_scale=1.0,
+        condition_keys=["y"],
+        label_dropout=0.1,
+        ema_decay=0.99,
+    )
     module.configure_optimizers = lambda: torch.optim.AdamW(module.network.parameters(), lr=3e-3)
-    trainer = pl.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_steps=steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        enable_checkpointing=False,
+    )
     trainer.fit(module, datamodule=MixtureData(steps))
     n = 600  # per class: mean standard error ~0.025, covariance relative standard error ~0.06
     for c in range(3):

@@ -1,4 +1,5 @@
 """DiffusionModule conditioning (condition_keys, denoise, label dropout) and checkpoints that rebuild their model."""
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -15,8 +16,16 @@ from diffusion_theory.networks.theory_transformer import OneLayerTransformer
 
 def conditional_dit(**kwargs) -> DiT:
     torch.manual_seed(0)
-    net = DiT(input_shape=(4, 2), hidden_size=16, depth=1, num_heads=2, pos_embed_mode="concat", pos_dim=8,
-              num_classes=3, **kwargs)
+    net = DiT(
+        input_shape=(4, 2),
+        hidden_size=16,
+        depth=1,
+        num_heads=2,
+        pos_embed_mode="concat",
+        pos_dim=8,
+        num_classes=3,
+        **kwargs,
+    )
     with torch.no_grad():  # away from the adaLN-Zero init, so outputs depend on the inputs
         for p in net.parameters():
             if p.requires_grad:
@@ -26,19 +35,26 @@ def conditional_dit(**kwargs) -> DiT:
 
 def batch(n: int = 6) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return {"x0": torch.randn(n, 4, 2, generator=g), "y": torch.randint(0, 3, (n,), generator=g),
-            "index": torch.arange(n)}
+    return {
+        "x0": torch.randn(n, 4, 2, generator=g),
+        "y": torch.randint(0, 3, (n,), generator=g),
+        "index": torch.arange(n),
+    }
 
 
 def test_conditioning_is_checked_at_construction_and_in_every_call():
     with pytest.raises(ValueError, match=r"model.condition_keys.*\['y'\]"):
         DiffusionModule(conditional_dit(), ContinuousVPSchedule())  # a conditional network needs its labels named
     with pytest.raises(ValueError, match="model.condition_keys"):
-        DiffusionModule(DiT(input_shape=(4, 2), hidden_size=16, depth=1, num_heads=2, pos_dim=8),
-                        ContinuousVPSchedule(), condition_keys=["y"])  # ... and an unconditional one takes none
+        DiffusionModule(
+            DiT(input_shape=(4, 2), hidden_size=16, depth=1, num_heads=2, pos_dim=8),
+            ContinuousVPSchedule(),
+            condition_keys=["y"],
+        )  # ... and an unconditional one takes none
     with pytest.raises(ValueError, match="model.label_dropout"):
-        DiffusionModule(conditional_dit(null_class=False), ContinuousVPSchedule(), condition_keys=["y"],
-                        label_dropout=0.1)
+        DiffusionModule(
+            conditional_dit(null_class=False), ContinuousVPSchedule(), condition_keys=["y"], label_dropout=0.1
+        )
     with pytest.raises(ValueError, match="model.label_dropout"):
         DiffusionModule(conditional_dit(), ContinuousVPSchedule(), condition_keys=["y"], label_dropout=1.0)
     module = DiffusionModule(conditional_dit(), ContinuousVPSchedule(), condition_keys=["y"]).eval()
@@ -61,8 +77,9 @@ def test_conditioning_is_checked_at_construction_and_in_every_call():
     out = module.validation_step(b, 0)
     assert torch.equal(out["eps_hat"], net(out["x_t"], module.schedule.model_time(out["t"]), out["y"]))
     with pytest.raises(ValueError, match="guidance_scale needs a conditional model"):
-        unconditional = DiffusionModule(DiT(input_shape=(4, 2), hidden_size=16, depth=1, num_heads=2, pos_dim=8),
-                                        ContinuousVPSchedule())
+        unconditional = DiffusionModule(
+            DiT(input_shape=(4, 2), hidden_size=16, depth=1, num_heads=2, pos_dim=8), ContinuousVPSchedule()
+        )
         unconditional.denoise(x, t, guidance_scale=2.0)
 
 
@@ -70,7 +87,8 @@ def test_label_dropout_is_drawn_from_the_checkpointed_generator():
     def masks(module: DiffusionModule, steps: int) -> list[torch.Tensor]:
         seen = []
         hook = module.network.register_forward_pre_hook(
-            lambda m, args, kwargs: seen.append(kwargs["drop_labels"].clone()), with_kwargs=True)
+            lambda m, args, kwargs: seen.append(kwargs["drop_labels"].clone()), with_kwargs=True
+        )
         for _ in range(steps):
             module.training_step(batch(2000), 0)
         hook.remove()
@@ -101,15 +119,26 @@ def test_label_dropout_is_drawn_from_the_checkpointed_generator():
     assert "drop_labels" not in seen[0]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: DiffusionModule(conditional_dit(), LinearBetaSchedule(T=20), condition_keys=["y"], label_dropout=0.1,
-                            ema_decay=0.5),
-    lambda: DiffusionModule(OneLayerTransformer(d=8, T=10), LinearAlphaSchedule(T=10, time_sampling="first")),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DiffusionModule(
+            conditional_dit(), LinearBetaSchedule(T=20), condition_keys=["y"], label_dropout=0.1, ema_decay=0.5
+        ),
+        lambda: DiffusionModule(OneLayerTransformer(d=8, T=10), LinearAlphaSchedule(T=10, time_sampling="first")),
+    ],
+)
 def test_checkpoint_rebuilds_its_model_alone_and_loads_weights_only(tmp_path, make):
     module = make()
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         default_root_dir=tmp_path, enable_checkpointing=False, max_steps=0)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+        max_steps=0,
+    )
     trainer.strategy.connect(module)
     module.trainer = trainer
     path = tmp_path / "m.ckpt"

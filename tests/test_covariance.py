@@ -1,10 +1,15 @@
 """Appendix F kernel estimation and covariance relative error (paper 2)."""
+
 import pytest
 import torch
 
 from diffusion_theory.distributions.gaussian_process import GaussianProcessSequences
-from diffusion_theory.metrics.covariance import (covariance_relative_error, empirical_block_covariance,
-                                                 estimate_kernel, kron_distance_sq)
+from diffusion_theory.metrics.covariance import (
+    covariance_relative_error,
+    empirical_block_covariance,
+    estimate_kernel,
+    kron_distance_sq,
+)
 
 
 def test_kron_identity_matches_brute_force_kron():
@@ -51,7 +56,7 @@ def test_gamma_hat_recovers_gamma_on_large_samples():
     # per-sequence terms c_k[i]^T Sigma c_k[j] / ||Sigma||^2 give the standard error of each entry
     c = x - x.mean(0)
     terms = torch.einsum("kia,ab,kjb->kij", c, gp.sigma, c) / gp.sigma.pow(2).sum()
-    std_err = terms.std(0) / n ** 0.5
+    std_err = terms.std(0) / n**0.5
     assert ((est.gamma_hat - gp.gamma).abs() / std_err).max() < 6.0
     assert (est.gamma_hat - gp.gamma).abs().max() < 0.1
     # a known mean gives the same estimate up to the mean's sampling error
@@ -65,8 +70,9 @@ def test_relative_error_is_near_one_for_samples_of_the_true_process():
     gp = GaussianProcessSequences(N=32, d=4, length_scale=4.0, nu=1.0, seed=0)
     num = den = 0.0
     for k in range(10):
-        result = covariance_relative_error(gp.sample(2000, generator=100 + k), gp.training_set(2000, seed=200 + k),
-                                           gp.gamma, gp.sigma)
+        result = covariance_relative_error(
+            gp.sample(2000, generator=100 + k), gp.training_set(2000, seed=200 + k), gp.gamma, gp.sigma
+        )
         assert result.epsilon > 0
         num, den = num + result.numerator.item(), den + result.denominator.item()
     assert 1 / 1.5 < num / den < 1.5  # over 20 seed groups the pooled ratio ranged 0.92..1.33
@@ -80,8 +86,10 @@ def test_relative_error_is_large_for_white_noise():
     assert covariance_relative_error(white, training, gp.gamma, gp.sigma).epsilon > 50
     # a 10 % variance error is already clearly visible
     good = gp.sample(2000, generator=3)
-    assert covariance_relative_error(good * 1.1 ** 0.5, training, gp.gamma, gp.sigma).epsilon > \
-        2 * covariance_relative_error(good, training, gp.gamma, gp.sigma).epsilon
+    assert (
+        covariance_relative_error(good * 1.1**0.5, training, gp.gamma, gp.sigma).epsilon
+        > 2 * covariance_relative_error(good, training, gp.gamma, gp.sigma).epsilon
+    )
 
 
 def test_relative_error_uses_the_first_n_training_sequences_and_checks_sizes():

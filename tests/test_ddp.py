@@ -1,32 +1,56 @@
 """Two-process DDP on the CPU through scripts/fit.py: metrics equal the single-process values."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, tiny_mtgm_args
+
 from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.datamodules import streams
 
-SYNCED = ["val/ddpm_loss", "val/bayes_risk", "val/oracle_risk", "val/score_error", "val/bayes_gap",
-          "val/excess_risk", "val/same_pattern_attention", "val/qk_same/min_pi", "val/score_error/t_bin_4"]
+SYNCED = [
+    "val/ddpm_loss",
+    "val/bayes_risk",
+    "val/oracle_risk",
+    "val/score_error",
+    "val/bayes_gap",
+    "val/excess_risk",
+    "val/same_pattern_attention",
+    "val/qk_same/min_pi",
+    "val/score_error/t_bin_4",
+]
 
 
 def test_ddp_two_processes_match_single_process_validation(tmp_path):
     # n_eval = 30 is not a multiple of (world size x batch): shards are uneven, nothing may be padded
-    args = tiny_mtgm_args(tmp_path, name="ddp", max_steps=20, extra=[
-        "--config", str(ROOT / "configs/trainer/ddp_cpu.yaml"), "--data.init_args.n_eval=30"])
+    args = tiny_mtgm_args(
+        tmp_path,
+        name="ddp",
+        max_steps=20,
+        extra=["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml"), "--data.init_args.n_eval=30"],
+    )
     res = run_fit_subprocess(args)
     assert res.returncode == 0, res.stderr[-4000:]
     run_dir = tmp_path / "mtgm" / "ddp"
     rows = read_metrics(run_dir)
     ddp_values = {name: last_value(rows, name) for name in SYNCED}
     assert sorted(p.name for p in (run_dir / "figures").glob("*.png")) == sorted(
-        ["attention_matrix.png", "excess_risk.png", "fig2a_risks.png", "fig2e_attention.png",
-         "fig4_qk_products.png", "output_scale.png"])
+        [
+            "attention_matrix.png",
+            "excess_risk.png",
+            "fig2a_risks.png",
+            "fig2e_attention.png",
+            "fig4_qk_products.png",
+            "output_scale.png",
+        ]
+    )
     # The same checkpoint validated in one process, on the same evaluation set
-    single = tiny_mtgm_args(tmp_path, name="single", extra=["--data.init_args.n_eval=30", "--trainer.devices=1",
-                                                            "--run.wandb_mode=disabled"])
+    single = tiny_mtgm_args(
+        tmp_path,
+        name="single",
+        extra=["--data.init_args.n_eval=30", "--trainer.devices=1", "--run.wandb_mode=disabled"],
+    )
     cli = DiffusionCLI(args=single, run=False)
     cli.trainer.validate(cli.model, datamodule=cli.datamodule, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt"))
     single_values = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}

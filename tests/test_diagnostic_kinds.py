@@ -1,4 +1,5 @@
 """One base, three kinds of diagnostics; every requirement declared; the auxiliary (frozen model) role."""
+
 from __future__ import annotations
 
 import pydoc
@@ -19,8 +20,16 @@ from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
 from diffusion_theory.diffusion.generation import generate_across_ranks
 from diffusion_theory.models.diffusion_module import DiffusionModule
 from diffusion_theory.networks.dit import DiT
-from diffusion_theory.protocols import (ROLES, HasOutputScales, HasPatternGroups, HasTheoryQuantities, KnowsCovariance,
-                                        KnowsOracleOutputScale, MissingCapabilityError, check_requirements)
+from diffusion_theory.protocols import (
+    ROLES,
+    HasOutputScales,
+    HasPatternGroups,
+    HasTheoryQuantities,
+    KnowsCovariance,
+    KnowsOracleOutputScale,
+    MissingCapabilityError,
+    check_requirements,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +44,24 @@ def one_thread():
 # Kinds and requirements
 # ----------------------------------------------------------------------------------------
 
+
 def test_every_builtin_diagnostic_has_a_kind_and_declares_its_requirements():
-    diagnostics = [getattr(callbacks, n) for n in callbacks.__all__
-                   if issubclass(getattr(callbacks, n), Diagnostic)]
+    diagnostics = [getattr(callbacks, n) for n in callbacks.__all__ if issubclass(getattr(callbacks, n), Diagnostic)]
     assert len(diagnostics) == 8
     for cls in diagnostics:
         assert cls.kind in KINDS, cls
         assert cls.requires and all(role in ROLES for role, _ in cls.requires), cls
     kinds = {cls.__name__: cls.kind for cls in diagnostics}
-    assert kinds == {"ScoreError": "batch", "OracleRisk": "batch", "PatternAttention": "batch",
-                     "OutputScale": "weights", "QKBlockNorms": "weights", "TheoryQuantities": "weights",
-                     "CovarianceError": "generation", "AttentionAlongSampling": "generation"}
+    assert kinds == {
+        "ScoreError": "batch",
+        "OracleRisk": "batch",
+        "PatternAttention": "batch",
+        "OutputScale": "weights",
+        "QKBlockNorms": "weights",
+        "TheoryQuantities": "weights",
+        "CovarianceError": "generation",
+        "AttentionAlongSampling": "generation",
+    }
     # what used to be checked in setup, by hasattr or by reading hparams is now declared
     assert set(callbacks.OutputScale.requires) == {("network", HasOutputScales), ("data", KnowsOracleOutputScale)}
     assert callbacks.TheoryQuantities.requires == (("data", HasTheoryQuantities),)
@@ -64,10 +80,12 @@ def component_block(text: str, name: str) -> str:
 def test_list_shows_the_needs_of_every_diagnostic():
     registry.load_components()
     text = registry.format_components()
-    for name, need in (("OutputScale", "output_scales (HasOutputScales)"),
-                       ("TheoryQuantities", "theory_quantities (HasTheoryQuantities)"),
-                       ("PatternAttention", "extreme_patterns (HasPatternGroups)"),
-                       ("CovarianceError", "training_set_size")):
+    for name, need in (
+        ("OutputScale", "output_scales (HasOutputScales)"),
+        ("TheoryQuantities", "theory_quantities (HasTheoryQuantities)"),
+        ("PatternAttention", "extreme_patterns (HasPatternGroups)"),
+        ("CovarianceError", "training_set_size"),
+    ):
         assert need in component_block(text, name), name
     for base in ("BatchDiagnostic", "WeightDiagnostic", "StreamingGenerationDiagnostic"):  # bases are not components
         assert f"  {base} " not in text
@@ -119,6 +137,7 @@ def test_check_requirements_names_the_role_and_rejects_unknown_roles():
 
 def test_kind_must_be_one_of_three():
     with pytest.raises(TypeError, match=r"kind must be one of batch, weights, generation"):
+
         class Odd(Diagnostic):  # noqa: F841
             kind = "epoch"
 
@@ -147,6 +166,7 @@ def test_time_bin_helper_matches_brute_force():
 # ----------------------------------------------------------------------------------------
 # The auxiliary role
 # ----------------------------------------------------------------------------------------
+
 
 class TinyFeatures(nn.Module):
     """A frozen 'classifier': features of a (B, N, d) sequence; has dropout and batch norm, which differ in
@@ -185,8 +205,9 @@ class GeneratedFeatureMean(UsesAuxiliaryModel, StreamingGenerationDiagnostic):
 
 
 def tiny_setup(tmp_path, ema_decay=0.9):
-    dm = GaussianProcessDataModule(N=8, d=2, length_scale=4.0, n_train=16, n_eval=4, eval_batch_size=4, batch_size=8,
-                                   steps_per_epoch=2)
+    dm = GaussianProcessDataModule(
+        N=8, d=2, length_scale=4.0, n_train=16, n_eval=4, eval_batch_size=4, batch_size=8, steps_per_epoch=2
+    )
     net = DiT(input_shape=(8, 2), hidden_size=16, depth=1, num_heads=2, pos_embed_mode="concat", pos_dim=8)
     module = DiffusionModule(net, ContinuousVPSchedule(n_eval_times=2), ema_decay=ema_decay)
     aux = TinyFeatures(8, 2)
@@ -216,9 +237,19 @@ def test_auxiliary_checkpoint_round_trip_is_safe_and_frozen(tmp_path):
 def test_auxiliary_model_stays_out_of_the_trained_model_and_in_eval_mode(tmp_path):
     dm, module, aux, path = tiny_setup(tmp_path)
     diag = GeneratedFeatureMean(aux_checkpoint=str(path), n_samples=6, chunk_size=4, seed=3, n_steps=5)
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         devices=1, max_steps=2, limit_val_batches=1, num_sanity_val_steps=0,
-                         callbacks=[diag], default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[diag],
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, datamodule=dm)
     model = diag.auxiliary_model()
     assert model is diag._aux and model is not None
@@ -265,8 +296,16 @@ def test_streamed_generation_metric_is_the_same_in_two_processes(tmp_path):
         pl.seed_everything(0)  # the same network weights in both runs
         dm, module, _, _ = tiny_setup(tmp_path)
         diag = GeneratedFeatureMean(aux_checkpoint=str(path), n_samples=6, chunk_size=2, seed=3, n_steps=5)
-        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                             devices=devices, strategy=strategy, callbacks=[diag], default_root_dir=tmp_path)
+        trainer = pl.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=devices,
+            strategy=strategy,
+            callbacks=[diag],
+            default_root_dir=tmp_path,
+        )
         trainer.validate(module, datamodule=dm, verbose=False)
         values[devices] = float(trainer.callback_metrics["val/aux_feature_mean"])
     assert values[2] == pytest.approx(values[1], rel=1e-5)

@@ -1,4 +1,5 @@
 """DiT: adaLN-Zero init, adapters, concat token layout, attention recording, class conditioning."""
+
 import math
 
 import pytest
@@ -24,12 +25,15 @@ def randomize(model: torch.nn.Module, seed: int = 0) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
 
 
-@pytest.mark.parametrize("kwargs, x_shape", [
-    (dict(input_shape=(16, 3)), (5, 16, 3)),
-    (dict(input_shape=(16, 3), pos_embed_mode="add"), (5, 16, 3)),
-    (dict(input_shape=(3, 8, 8), patch_size=2, pos_embed_mode="add"), (5, 3, 8, 8)),
-    (dict(input_shape=(3, 8, 8), patch_size=4, num_classes=10), (5, 3, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "kwargs, x_shape",
+    [
+        (dict(input_shape=(16, 3)), (5, 16, 3)),
+        (dict(input_shape=(16, 3), pos_embed_mode="add"), (5, 16, 3)),
+        (dict(input_shape=(3, 8, 8), patch_size=2, pos_embed_mode="add"), (5, 3, 8, 8)),
+        (dict(input_shape=(3, 8, 8), patch_size=4, num_classes=10), (5, 3, 8, 8)),
+    ],
+)
 def test_output_is_exactly_zero_at_init(kwargs, x_shape):
     model = small_sequence_dit(**kwargs)
     x = torch.randn(x_shape)
@@ -47,7 +51,7 @@ def test_patchify_unpatchify_round_trip_and_patch_contents():
     assert torch.equal(adapter.unpatchify(tokens), x)
     # token (r, c) = 1 (second row), 2 (third column) holds the (p, p, C)-ordered pixels of that patch
     r, c = 1, 2
-    patch = x[:, :, 4 * r:4 * (r + 1), 4 * c:4 * (c + 1)]  # (B, C, p, p)
+    patch = x[:, :, 4 * r : 4 * (r + 1), 4 * c : 4 * (c + 1)]  # (B, C, p, p)
     assert torch.equal(tokens[:, r * 3 + c], patch.permute(0, 2, 3, 1).reshape(2, -1))
 
 
@@ -83,6 +87,7 @@ def test_recording_does_not_change_outputs_and_matches_sdpa():
 
 def test_attention_logits_protocol():
     from diffusion_theory.protocols import ExposesAttention
+
     model = small_sequence_dit()
     randomize(model)
     assert isinstance(model, ExposesAttention)
@@ -94,8 +99,9 @@ def test_attention_logits_protocol():
     assert logits.shape == (3, 16, 16) and all(a.record is False for a in model.attention_modules())
     # head-averaged logits; per head, softmax of the logits is the recorded probability
     scores = probs.log()  # = logits_h - logsumexp_h per row
-    assert torch.allclose((scores - scores.mean(-1, keepdim=True)).mean(1),
-                          logits - logits.mean(-1, keepdim=True), atol=1e-4)
+    assert torch.allclose(
+        (scores - scores.mean(-1, keepdim=True)).mean(1), logits - logits.mean(-1, keepdim=True), atol=1e-4
+    )
 
 
 def test_recording_can_average_over_the_batch():
@@ -146,21 +152,23 @@ def test_qk_block_norms_and_value_emphasis_from_the_model_weights():
     assert norms.embed_embed[1, 3].item() == pytest.approx(M[24:, 24:].norm().item(), rel=1e-10)
     assert norms.frame_embed[1, 3].item() == pytest.approx(M[:24, 24:].norm().item(), rel=1e-10)
     blocks = norms.as_matrix()[1, 3] ** 2
-    assert blocks.sum().item() == pytest.approx((M ** 2).sum().item(), rel=1e-10)
+    assert blocks.sum().item() == pytest.approx((M**2).sum().item(), rel=1e-10)
     ve = value_emphasis(w["v"], model.frame_slice, model.embedding_slice)
     assert ve.frame[0, 2].item() == pytest.approx(w["v"][0, 2, :, :24].double().norm().item(), rel=1e-10)
     # a V that ignores e has frame_share 1
     v_frame_only = w["v"].clone()
     v_frame_only[..., 24:] = 0
-    assert torch.allclose(value_emphasis(v_frame_only, model.frame_slice, model.embedding_slice).frame_share,
-                          torch.ones(2, 4, dtype=torch.float64))
+    assert torch.allclose(
+        value_emphasis(v_frame_only, model.frame_slice, model.embedding_slice).frame_share,
+        torch.ones(2, 4, dtype=torch.float64),
+    )
     with pytest.raises(ValueError, match="concat"):
         qk_block_norms(w["q"], w["k"], slice(0, 32), slice(32, 32))
 
 
 def test_score_kernel_similarity():
     h = torch.arange(12.0)
-    gamma = torch.exp(-(h[:, None] - h[None]) ** 2 / 16)
+    gamma = torch.exp(-((h[:, None] - h[None]) ** 2) / 16)
     scores = torch.stack([3 * gamma - 1, torch.randn(12, 12, generator=torch.Generator().manual_seed(0))])
     sim = score_kernel_similarity(scores, gamma)
     assert sim[0].item() == pytest.approx(1.0) and abs(sim[1].item()) < 0.3
@@ -190,7 +198,9 @@ def test_class_conditioning_null_class_and_cfg():
     # a mask drops exactly those rows: each row equals the all-null or the labelled prediction
     mask = torch.tensor([True, False, True, False, False, False])
     mixed = model(x, t, y, drop_labels=mask)
-    assert torch.allclose(mixed[mask], uncond[mask], atol=1e-6) and torch.allclose(mixed[~mask], out_y[~mask], atol=1e-6)
+    assert torch.allclose(mixed[mask], uncond[mask], atol=1e-6) and torch.allclose(
+        mixed[~mask], out_y[~mask], atol=1e-6
+    )
     # CFG: uncond + s (cond - uncond); s = 1 is the conditional output, s = 0 the unconditional one
     cfg = model.forward_with_cfg(x, t, y, cfg_scale=3.0)
     assert torch.allclose(cfg, uncond + 3.0 * (out_y - uncond), atol=1e-5)
@@ -246,8 +256,10 @@ def test_registry_and_validation():
         small_sequence_dit()(torch.randn(2, 15, 3), torch.rand(2))
 
 
-@pytest.mark.parametrize("x_shape, kwargs", [((3, 16, 3), {}), ((2, 3, 8, 8), {"input_shape": (3, 8, 8), "patch_size": 2,
-                                                                                     "pos_embed_mode": "add"})])
+@pytest.mark.parametrize(
+    "x_shape, kwargs",
+    [((3, 16, 3), {}), ((2, 3, 8, 8), {"input_shape": (3, 8, 8), "patch_size": 2, "pos_embed_mode": "add"})],
+)
 def test_attention_kernels_agree_in_outputs_gradients_and_records(x_shape, kwargs):
     """softmax(q k^T / sqrt(hd)) v through the matmul kernel equals the fused scaled_dot_product_attention
     (float32: to rounding; bf16 autocast: to bf16 precision), gradients included; recording works for both."""

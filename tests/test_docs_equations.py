@@ -1,6 +1,7 @@
 """docs/equations.md stays true: every function it names imports, every test it names exists, every implemented
 row names both. Also the closed-form checks the page cites for paper 1 (MTGM) eqs. (2)-(4) and paper 2 (GP)
 eqs. (2) and (6), which no other test covers directly."""
+
 from __future__ import annotations
 
 import ast
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import Tensor, nn
 
-from conftest import ROOT
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
 from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
 from diffusion_theory.models.diffusion_module import DiffusionModule
@@ -27,6 +28,7 @@ TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 # ----------------------------------------------------------------------------------------
 # The tables
 # ----------------------------------------------------------------------------------------
+
 
 def table_rows(text: str) -> list[list[str]]:
     """The body rows of every markdown table with the columns ref | what | implemented by | tested by."""
@@ -60,8 +62,11 @@ def resolve(path: str) -> object:
 
 def defined_tests(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and node.name.startswith("test")}
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test")
+    }
 
 
 def test_every_row_names_importable_functions_and_existing_tests():
@@ -71,7 +76,7 @@ def test_every_row_names_importable_functions_and_existing_tests():
     for ref in ("eq. (1)", "eq. (6)", "eq. (33)", "Fig. 2A", "Fig. 1", "Figs. 5, 12"):
         assert ref in refs, ref
     tests: dict[Path, set[str]] = {}
-    for ref, what, implemented, tested in rows:
+    for ref, _what, implemented, tested in rows:
         functions, named_tests = FUNCTION.findall(implemented), TEST.findall(tested)
         if "*not implemented*" in implemented and not functions:
             assert not named_tests, ref
@@ -86,8 +91,10 @@ def test_every_row_names_importable_functions_and_existing_tests():
 
 
 def test_the_table_parser_sees_a_broken_name():
-    text = ("| ref | what | implemented by | tested by |\n|---|---|---|---|\n"
-            "| eq. (1) | x | `diffusion_theory.metrics.risks.no_such_function` | `tests/test_mtgm_metrics.py::test_x` |\n")
+    text = (
+        "| ref | what | implemented by | tested by |\n|---|---|---|---|\n"
+        "| eq. (1) | x | `diffusion_theory.metrics.risks.no_such_function` | `tests/test_mtgm_metrics.py::test_x` |\n"
+    )
     (row,) = table_rows(text)
     with pytest.raises(AttributeError):
         resolve(FUNCTION.findall(row[2])[0])
@@ -98,6 +105,7 @@ def test_the_table_parser_sees_a_broken_name():
 # Paper 1 (MTGM) eqs. (2)-(4)
 # ----------------------------------------------------------------------------------------
 
+
 def test_forward_marginal_is_paper1_eq2():
     s = LinearAlphaSchedule(T=20, alpha_1=0.99, alpha_T=0.9)
     g = torch.Generator().manual_seed(0)
@@ -107,7 +115,7 @@ def test_forward_marginal_is_paper1_eq2():
     for i, step in enumerate(t.tolist()):
         abar = math.prod(alphas[:step])
         want = math.sqrt(abar) * x0[i] + math.sqrt(1 - abar) * noise[i]
-        torch.testing.assert_close(s.add_noise(x0[i:i + 1], t[i:i + 1], noise[i:i + 1])[0], want)
+        torch.testing.assert_close(s.add_noise(x0[i : i + 1], t[i : i + 1], noise[i : i + 1])[0], want)
 
 
 def test_ddpm_loss_is_paper1_eq3_per_sample():
@@ -121,7 +129,7 @@ def test_ddpm_loss_is_paper1_eq3_per_sample():
     t = torch.tensor([1, 5, 10])
     per_sample, x_t, _ = module.diffusion_loss(x0, t, noise)
     for i in range(3):  # ||f(X^t, t) - E||_F^2 / (2 d P) for each sample, its network called on its own
-        f = net(x_t[i:i + 1], t[i:i + 1])[0]
+        f = net(x_t[i : i + 1], t[i : i + 1])[0]
         assert per_sample[i].item() == pytest.approx((f - noise[i]).pow(2).sum().item() / (2 * d * P), rel=1e-5)
 
 
@@ -140,6 +148,7 @@ def test_one_layer_transformer_starts_as_paper1_eq4():
 # ----------------------------------------------------------------------------------------
 # Paper 2 (GP) eqs. (2) and (6)
 # ----------------------------------------------------------------------------------------
+
 
 def test_vp_process_is_paper2_eq2():
     s = ContinuousVPSchedule(T=10.0, t0=1e-3)
@@ -176,6 +185,6 @@ def test_noise_prediction_loss_is_paper2_eq6():
     per_sample, x_t, eps_hat = module.diffusion_loss(x0, times, noise)
     alpha, sigma = torch.exp(-times / 2).view(-1, 1, 1), torch.sqrt(1 - torch.exp(-times)).view(-1, 1, 1)
     score = -eps_hat / sigma  # the network's score
-    target = (alpha * x0 - x_t) / sigma ** 2  # eq. (6)'s regression target
+    target = (alpha * x0 - x_t) / sigma**2  # eq. (6)'s regression target
     dsm = sigma.flatten() ** 2 * (score - target).pow(2).flatten(1).sum(1) / (N * d)  # sigma_t^2-weighted eq. (6)
     torch.testing.assert_close(per_sample, dsm, rtol=1e-4, atol=1e-6)

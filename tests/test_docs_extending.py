@@ -1,6 +1,7 @@
 """docs/extending.md runs as written: its Python blocks are executed in order in one namespace, and what they
 compute is checked against independent computations (the logged diagnostics, classifier-free guidance, the
 sweep's report section); its plugin excerpts match examples/plugin_example and ``--list``."""
+
 from __future__ import annotations
 
 import importlib
@@ -9,14 +10,14 @@ import re
 
 import pytest
 import torch
-
 from conftest import ROOT
+from test_plugins import PLUGIN_DIR, plugin_importable, plugin_installed, plugin_on_path  # noqa: F401 (fixtures)
+
 from diffusion_theory import registry
 from diffusion_theory.callbacks.auxiliary import load_auxiliary
 from diffusion_theory.diffusion.evaluation import evaluation_noise
 from diffusion_theory.diffusion.generation import generate_across_ranks
 from diffusion_theory.experiments.common import Report, Run
-from test_plugins import PLUGIN_DIR, plugin_importable, plugin_installed, plugin_on_path  # noqa: F401 (fixtures)
 
 DOC = ROOT / "docs" / "extending.md"
 
@@ -74,16 +75,21 @@ def test_the_diagnostics_log_what_an_independent_computation_gives(doc):
             assert values[f"val/eps_cosine/t_bin_{k}"] == pytest.approx(float(cos[:, k].mean()), rel=1e-4, abs=1e-6)
         # weights: sqrt(sum over layers and heads of ||Q_h^T K_h||_F^2), head by head
         w = module.inference_network.attention_weights()
-        total = sum(float((w["q"][l, h].T @ w["k"][l, h]).pow(2).sum()) for l in range(w["q"].shape[0])
-                    for h in range(w["q"].shape[1]))
-        assert values["val/qk_frobenius"] == pytest.approx(total ** 0.5, rel=1e-5)
+        total = sum(
+            float((w["q"][l, h].T @ w["k"][l, h]).pow(2).sum())
+            for l in range(w["q"].shape[0])
+            for h in range(w["q"].shape[1])
+        )
+        assert values["val/qk_frobenius"] == pytest.approx(total**0.5, rel=1e-5)
         # generation: the same 8 samples (seed 0, chunks of 4), their mean square entry and the probe's mean
         samples = generate_across_ranks(trainer, module, 8, 4, 0, sampler="auto", n_steps=5, progress=False)
         assert values["val/sample_power"] == pytest.approx(float(samples.pow(2).mean()), rel=1e-5)
         probe = load_auxiliary(doc["__cwd__"] / doc["probe_path"])
         assert values["val/probe_mean"] == pytest.approx(float(probe(samples).mean()), rel=1e-5, abs=1e-7)
     # the auxiliary model stayed out of the trained model
-    assert not {id(p) for p in doc["diagnostics"][3].auxiliary_model().parameters()} & {id(p) for p in module.parameters()}
+    assert not {id(p) for p in doc["diagnostics"][3].auxiliary_model().parameters()} & {
+        id(p) for p in module.parameters()
+    }
 
 
 def test_the_conditioning_block_is_classifier_free_guidance(doc):
@@ -96,8 +102,12 @@ def test_the_conditioning_block_is_classifier_free_guidance(doc):
         eps_y = module.denoise(x_t, t, {"y": y})
         eps_null = module.denoise(x_t, t, drop_labels=True)
         assert not torch.allclose(eps_y, eps_null)
-        torch.testing.assert_close(module.denoise(x_t, t, {"y": y}, guidance_scale=2.0),
-                                   eps_null + 2.0 * (eps_y - eps_null), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            module.denoise(x_t, t, {"y": y}, guidance_scale=2.0),
+            eps_null + 2.0 * (eps_y - eps_null),
+            rtol=1e-4,
+            atol=1e-5,
+        )
         torch.testing.assert_close(module.denoise(x_t, t, {"y": y}, guidance_scale=1.0), eps_y, rtol=1e-4, atol=1e-5)
 
 
@@ -115,8 +125,10 @@ def test_the_sweep_block_writes_its_table(doc, tmp_path):
 
     sweep, report = RecordedSweep(), Report(tmp_path / "report.md")
     doc["experiment"].reproduce("cpu", None, sweep, report)
-    assert sweep.fitted == [("configs/gp.yaml", "table", ["--data.init_args.n_train=32"]),
-                            ("configs/gp.yaml", "table", ["--data.init_args.n_train=320"])]
+    assert sweep.fitted == [
+        ("configs/gp.yaml", "table", ["--data.init_args.n_train=32"]),
+        ("configs/gp.yaml", "table", ["--data.init_args.n_train=320"]),
+    ]
     text = report.path.read_text()
     assert "<!-- error_vs_n-table:start -->" in text and "| n=32 | 2" in text and "| n=320 | 3" in text
     with pytest.raises(ValueError, match="--scale: error_vs_n has scales cpu; got 'paper'"):

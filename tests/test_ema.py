@@ -1,4 +1,5 @@
 """EMA of network weights."""
+
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,5 @@
 """EMA in DiffusionModule (updated per optimiser step, checkpointed, used by validation) and sample()."""
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -7,9 +8,9 @@ import torch
 
 from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
+from diffusion_theory.diffusion.generation import chunk_plan
 from diffusion_theory.diffusion.schedules import LinearBetaSchedule
 from diffusion_theory.models.diffusion_module import DiffusionModule
-from diffusion_theory.diffusion.generation import chunk_plan
 from diffusion_theory.networks.dit import DiT
 
 
@@ -28,16 +29,25 @@ def tiny_module(ema_decay=0.9, schedule=None) -> DiffusionModule:
 
 
 def tiny_data() -> GaussianProcessDataModule:
-    return GaussianProcessDataModule(N=6, d=2, length_scale=4.0, n_train=16, batch_size=4, steps_per_epoch=3,
-                                     n_eval=4, eval_batch_size=2)
+    return GaussianProcessDataModule(
+        N=6, d=2, length_scale=4.0, n_train=16, batch_size=4, steps_per_epoch=3, n_eval=4, eval_batch_size=2
+    )
 
 
 def test_ema_is_updated_per_step_saved_in_the_checkpoint_and_restored(tmp_path):
     module = tiny_module(ema_decay=0.9)
     module.configure_optimizers = lambda: torch.optim.Adam(module.network.parameters(), lr=1e-2)
-    trainer = pl.Trainer(max_steps=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu", default_root_dir=tmp_path,
-                         enable_checkpointing=False)
+    trainer = pl.Trainer(
+        max_steps=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.fit(module, datamodule=tiny_data())
     assert int(module.ema.num_updates) == 3
     w, w_ema = module.network.final_layer.linear.weight, module.ema.module.final_layer.linear.weight
@@ -48,8 +58,9 @@ def test_ema_is_updated_per_step_saved_in_the_checkpoint_and_restored(tmp_path):
     state = torch.load(path, weights_only=False)["state_dict"]
     assert torch.equal(state["ema.module.final_layer.linear.weight"], w_ema)
     assert int(state["ema.num_updates"]) == 3
-    restored = DiffusionModule.load_from_checkpoint(path, network=tiny_module().network,
-                                                    schedule=ContinuousVPSchedule(n_eval_times=3), ema_decay=0.9)
+    restored = DiffusionModule.load_from_checkpoint(
+        path, network=tiny_module().network, schedule=ContinuousVPSchedule(n_eval_times=3), ema_decay=0.9
+    )
     assert torch.equal(restored.ema.module.final_layer.linear.weight, w_ema)
     alone = DiffusionModule.load_from_checkpoint(path)  # the checkpoint's plain config rebuilds network and schedule
     assert torch.equal(alone.ema.module.final_layer.linear.weight, w_ema) and alone.hparams.ema_decay == 0.9
@@ -88,8 +99,7 @@ def test_sample_uses_the_ema_network_calls_back_and_checks_the_sampler():
         module.network.final_layer.linear.weight.normal_()
     seen = []
     g = torch.Generator().manual_seed(0)
-    x = module.sample(3, n_steps=4, generator=g, callback=lambda k, t, x_t: seen.append((k, x_t.shape)),
-                      progress=False)
+    x = module.sample(3, n_steps=4, generator=g, callback=lambda k, t, x_t: seen.append((k, x_t.shape)), progress=False)
     assert x.shape == (3, 6, 2) and [k for k, _ in seen] == [0, 1, 2, 3, 4]
     # the EMA network outputs 0 (untrained adaLN-Zero), so x follows the SDE with zero score: x_T scaled by e^{(T - t0)/2}
     # up to the noise; the same run with the trained network differs
@@ -123,12 +133,21 @@ def test_paper1_diagnostics_read_the_ema_network(tmp_path):
 
     def validate(module: DiffusionModule) -> dict[str, float]:
         data = MTGMDataModule(d=8, M=4, K=2, P=8, rho=0.3, n_eval=8, eval_batch_size=4, batch_size=4)
-        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                             accelerator="cpu", default_root_dir=tmp_path, enable_checkpointing=False,
-                             callbacks=[PatternAttention(n_time_bins=0), OutputScale()])
+        trainer = pl.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            default_root_dir=tmp_path,
+            enable_checkpointing=False,
+            callbacks=[PatternAttention(n_time_bins=0), OutputScale()],
+        )
         trainer.validate(module, datamodule=data, verbose=False)
-        return {k: float(v) for k, v in trainer.callback_metrics.items()
-                if k in ("val/same_pattern_attention", "val/output_scale_error")}
+        return {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k in ("val/same_pattern_attention", "val/output_scale_error")
+        }
 
     def mtgm_module(ema_decay):
         torch.manual_seed(0)

@@ -1,4 +1,5 @@
 """The evaluation grid of discrete schedules and the vectorised, counter-based evaluation noise."""
+
 from __future__ import annotations
 
 import math
@@ -9,20 +10,28 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from diffusion_theory.callbacks import CovarianceError, QKBlockNorms, ScoreError, TrainingCurves
-from diffusion_theory.diffusion.evaluation import (MASK32, as_int32_bits, evaluation_noise, hash_noise, hash32, hash32_int32,
-                                                   needs_noisy_grid)
+from diffusion_theory.diffusion.evaluation import (
+    MASK32,
+    as_int32_bits,
+    evaluation_noise,
+    hash32,
+    hash32_int32,
+    hash_noise,
+    needs_noisy_grid,
+)
 from diffusion_theory.diffusion.schedules import LinearAlphaSchedule, LinearBetaSchedule, noise_level_grid
-
 
 # ----------------------------------------------------------------------------------------
 # Grid
 # ----------------------------------------------------------------------------------------
 
+
 def test_default_grid_is_every_training_step():
     for mode, lo, hi in (("uniform", 1, 50), ("first", 1, 20), ("last", 31, 50)):
         assert LinearAlphaSchedule(time_sampling=mode).eval_times().tolist() == list(range(lo, hi + 1))
-        assert LinearAlphaSchedule(time_sampling=mode, n_eval_steps=hi - lo + 1).eval_times().tolist() == \
-            list(range(lo, hi + 1))
+        assert LinearAlphaSchedule(time_sampling=mode, n_eval_steps=hi - lo + 1).eval_times().tolist() == list(
+            range(lo, hi + 1)
+        )
     assert LinearBetaSchedule().eval_times().tolist() == list(range(1, 1001))
 
 
@@ -80,10 +89,15 @@ def test_bad_grid_arguments_are_rejected():
 # Noise
 # ----------------------------------------------------------------------------------------
 
+
 def test_int32_hash_equals_the_exact_int64_hash():
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randint(0, 2 ** 32, (100_000,), generator=g, dtype=torch.int64),
-                   torch.tensor([0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1])])
+    x = torch.cat(
+        [
+            torch.randint(0, 2**32, (100_000,), generator=g, dtype=torch.int64),
+            torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1]),
+        ]
+    )
     exact = hash32(x)
     assert bool(((exact >= 0) & (exact <= MASK32)).all())
     assert torch.equal(hash32_int32(as_int32_bits(x)).to(torch.int64) & MASK32, exact)
@@ -116,7 +130,7 @@ def test_noise_is_standard_normal_and_independent_across_indices_and_entries():
     se = 1 / math.sqrt(N)
     assert abs(float(flat.mean())) < 5 * se
     assert abs(float(flat.var()) - 1) < 5 * math.sqrt(2) * se
-    assert abs(float((flat ** 4).mean()) - 3) < 5 * math.sqrt(96) * se  # kurtosis of N(0, 1)
+    assert abs(float((flat**4).mean()) - 3) < 5 * math.sqrt(96) * se  # kurtosis of N(0, 1)
     # normal CDF at a few points: P(Z <= q) matches Phi(q) within 5 binomial standard errors
     for q in (-2.0, -1.0, 0.0, 0.5, 1.5, 2.5):
         p = 0.5 * (1 + math.erf(q / math.sqrt(2)))
@@ -143,9 +157,9 @@ def test_chunking_does_not_change_the_noise(monkeypatch):
 
 
 def test_odd_sizes_and_large_indices():
-    z = hash_noise(torch.tensor([0, 2 ** 40 + 3]), 2, (3,), seed=-5)
+    z = hash_noise(torch.tensor([0, 2**40 + 3]), 2, (3,), seed=-5)
     assert z.shape == (2, 2, 3) and bool(torch.isfinite(z).all())
-    assert torch.equal(z[1], hash_noise(torch.tensor([2 ** 40 + 3]), 2, (3,), seed=-5)[0])
+    assert torch.equal(z[1], hash_noise(torch.tensor([2**40 + 3]), 2, (3,), seed=-5)[0])
     assert not torch.equal(z[1], hash_noise(torch.tensor([3]), 2, (3,), seed=-5)[0])  # high bits count
     with pytest.raises(ValueError, match="indices must be >= 0"):
         hash_noise(torch.tensor([-1]), 2, (3,), seed=0)
@@ -154,6 +168,7 @@ def test_odd_sizes_and_large_indices():
 # ----------------------------------------------------------------------------------------
 # Which runs noise the grid
 # ----------------------------------------------------------------------------------------
+
 
 def test_noisy_grid_is_skipped_only_when_no_callback_reads_it():
     batch, weights, generation = ScoreError(), QKBlockNorms(), CovarianceError(n_samples=4)
@@ -182,8 +197,15 @@ def test_validation_step_skips_the_grid_for_weight_and_generation_diagnostics(tm
 
     for callbacks, grid in (([QKBlockNorms()], False), ([QKBlockNorms(), ScoreError()], True)):
         calls.clear()
-        trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                             devices=1, callbacks=[*callbacks, Spy()], default_root_dir=tmp_path)
+        trainer = pl.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            callbacks=[*callbacks, Spy()],
+            default_root_dir=tmp_path,
+        )
         trainer.validate(DiffusionModule(net, ContinuousVPSchedule(n_eval_times=2)), datamodule=dm, verbose=False)
         assert len(calls) == 2
         assert all((out is not None) == grid for out in calls)

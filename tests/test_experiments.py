@@ -1,4 +1,5 @@
 """diffusion_theory.experiments: the registry, run caching, metrics, report sections and the sweep grids."""
+
 from __future__ import annotations
 
 import csv
@@ -36,7 +37,9 @@ def test_a_new_experiment_plugs_into_the_registry(tmp_path, monkeypatch):
     grid.write_text("scales: {tiny: {}}\n")
     report = tmp_path / "report.md"
     experiments.reproduce("toy", "tiny", ["b"], root=tmp_path / "runs", report=report, grid=grid)
-    assert "<!-- toy-intro:start -->\nscale tiny, runs under toy, only ['b']\n<!-- toy-intro:end -->" in report.read_text()
+    assert (
+        "<!-- toy-intro:start -->\nscale tiny, runs under toy, only ['b']\n<!-- toy-intro:end -->" in report.read_text()
+    )
     with pytest.raises(ValueError, match="--scale: toy has scales tiny; got 'cpu'"):
         experiments.reproduce("toy", "cpu", None, root=tmp_path, report=report, grid=grid)
     with pytest.raises(ValueError, match="--only: toy has studies a, b; got c"):
@@ -47,8 +50,10 @@ def test_run_keys_name_the_overrides():
     assert run_key([]) == "base"
     assert run_key(["--data.init_args.K=2"]) == "K=2"
     assert run_key(["--model.init_args.schedule.init_args.time_sampling=first"]) == "time-sampling=first"
-    assert run_key(["--data.init_args.nu=1", "--data.init_args.length_scale=64", "--data.init_args.n_train=16"]) \
+    assert (
+        run_key(["--data.init_args.nu=1", "--data.init_args.length_scale=64", "--data.init_args.n_train=16"])
         == "nu=1_length-scale=64_n-train=16"
+    )
 
 
 def write_run(run_dir: Path, rows: list[dict[str, str]]) -> None:
@@ -68,10 +73,15 @@ def test_a_finished_run_is_reused_and_its_metrics_read(tmp_path, monkeypatch):
 
     monkeypatch.setattr(diffusion_theory.cli, "DiffusionCLI", no_training)
     sweep = Sweep(tmp_path / "cpu")
-    write_run(tmp_path / "cpu" / "K=2", [{"step": "9", "val/x": "3.0", "train/y": ""},
-                                         {"step": "10", "train/y": "1.0", "val/x": ""},
-                                         {"step": "19", "val/x": "2.0", "train/y": ""},
-                                         {"step": "29", "val/x": "1.5", "train/y": ""}])
+    write_run(
+        tmp_path / "cpu" / "K=2",
+        [
+            {"step": "9", "val/x": "3.0", "train/y": ""},
+            {"step": "10", "train/y": "1.0", "val/x": ""},
+            {"step": "19", "val/x": "2.0", "train/y": ""},
+            {"step": "29", "val/x": "1.5", "train/y": ""},
+        ],
+    )
     run = sweep.fit("configs/mtgm.yaml", "fig2b", Run("K2", ["--data.init_args.K=2"]), [])
     assert run.curve("val/x") == ([9, 19, 29], [3.0, 2.0, 1.5])
     assert run.final("val/x") == 1.5
@@ -109,12 +119,23 @@ def test_mtgm_grid_defines_the_report_runs():
     """configs/sweeps/mtgm.yaml gives the runs of docs/reproduction.md: the config's own value is the base run."""
     studies = MTGMExperiment().grid["studies"]
     fig2b = one_parameter_runs(studies["fig2b"])
-    assert [(r.name, r.overrides) for r in fig2b] == [("K1", ["--data.init_args.K=1"]), ("K2", ["--data.init_args.K=2"]),
-                                                      ("K4", []), ("K6", ["--data.init_args.K=6"])]
-    assert [run_key(r.overrides) for r in one_parameter_runs(studies["fig2c"])] == ["pi-min=0.01", "pi-min=0.05", "base"]
+    assert [(r.name, r.overrides) for r in fig2b] == [
+        ("K1", ["--data.init_args.K=1"]),
+        ("K2", ["--data.init_args.K=2"]),
+        ("K4", []),
+        ("K6", ["--data.init_args.K=6"]),
+    ]
+    assert [run_key(r.overrides) for r in one_parameter_runs(studies["fig2c"])] == [
+        "pi-min=0.01",
+        "pi-min=0.05",
+        "base",
+    ]
     assert [r.name for r in one_parameter_runs(studies["fig2d"])] == ["first", "uniform", "last"]
     assert [(r.name, run_key(r.overrides)) for r in named_runs(studies["gap"])] == [
-        ("d64_P64", "P=64"), ("d64_P256", "base"), ("d256_P256", "d=256")]
+        ("d64_P64", "P=64"),
+        ("d64_P256", "base"),
+        ("d256_P256", "d=256"),
+    ]
     assert [run_key(r.overrides) for r in named_runs(studies["fig4"])] == ["pi-min=0.01"]
 
 
@@ -127,6 +148,7 @@ def test_trends():
 
 
 # ---- seeds (issue 12) -----------------------------------------------------------------------------------------
+
 
 def test_seed_overrides_and_folders():
     keys = ["seed_everything", "data.init_args.data_seed"]
@@ -170,8 +192,11 @@ def test_seed_keys_are_config_fields_that_exist():
         return True
 
     from diffusion_theory.experiments.gp import GPExperiment
-    for grid, configs in ((MTGMExperiment().grid, ["configs/mtgm.yaml"]),
-                          (GPExperiment().grid, sorted({s["config"] for s in GPExperiment().grid["scales"].values()}))):
+
+    for grid, configs in (
+        (MTGMExperiment().grid, ["configs/mtgm.yaml"]),
+        (GPExperiment().grid, sorted({s["config"] for s in GPExperiment().grid["scales"].values()})),
+    ):
         assert grid["seed_keys"]
         for config in configs:
             cfg = yaml.safe_load((common.REPO / config).read_text())
@@ -196,7 +221,10 @@ def test_seeded_runs_are_fitted_once_per_seed_with_their_overrides(tmp_path, mon
     pts = sweep.fit_seeds("configs/mtgm.yaml", "fig2b", Run("K2", ["--data.init_args.K=2"]), [])
     assert [r.seed for r in pts.runs] == [0, 1, 2] and pts.finals("val/x") == [1.0, 2.0, 3.0]
     assert [next(a for a in c if a.startswith("--run.name=")) for c in calls] == [
-        "--run.name=K=2", "--run.name=K=2_seed=1", "--run.name=K=2_seed=2"]
+        "--run.name=K=2",
+        "--run.name=K=2_seed=1",
+        "--run.name=K=2_seed=2",
+    ]
     assert "--seed_everything=1" in calls[1] and not any(a.startswith("--seed_everything") for a in calls[0])
     assert pts.band("val/x")[1] == [2.0]
     assert common.fmt_iv([1.0, 2.0, 3.0]).startswith("2.0000 [")

@@ -1,24 +1,35 @@
 """FID (paper 1 (MTGM), Sec. 5.2 metric): closed form, torch-fidelity equality, classifier features, extractors."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from image_fixtures import train_tiny_classifier, write_tiny_idx
 
 from diffusion_theory.datamodules.images import ImageClassesDataModule
-from diffusion_theory.metrics.fid import (feature_statistics, fid_from_features, fidelity_metrics, frechet_distance,
-                                          streaming_fid)
+from diffusion_theory.metrics.fid import (
+    feature_statistics,
+    fid_from_features,
+    fidelity_metrics,
+    frechet_distance,
+    streaming_fid,
+)
 from diffusion_theory.networks.fid_features import ClassifierFeatures, InceptionFeatures, to_uint8_rgb
-from image_fixtures import train_tiny_classifier, write_tiny_idx
 
 
 def test_frechet_distance_closed_form_for_commuting_covariances():
     # diagonal covariances commute: FID = |mu1 - mu2|^2 + sum_i (sqrt(s1_i) - sqrt(s2_i))^2
     g = torch.Generator().manual_seed(0)
     mu1, mu2 = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
-    s1, s2 = torch.rand(6, generator=g, dtype=torch.float64) + 0.1, torch.rand(6, generator=g, dtype=torch.float64) + 0.1
+    s1, s2 = (
+        torch.rand(6, generator=g, dtype=torch.float64) + 0.1,
+        torch.rand(6, generator=g, dtype=torch.float64) + 0.1,
+    )
     expected = (mu1 - mu2).square().sum() + (s1.sqrt() - s2.sqrt()).square().sum()
-    assert float(frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2))) == pytest.approx(float(expected), rel=1e-10)
+    assert float(frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2))) == pytest.approx(
+        float(expected), rel=1e-10
+    )
     # and a rotated pair (non-diagonal, still commuting): invariant under the same rotation
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
     got = frechet_distance(q @ mu1, q @ torch.diag(s1) @ q.T, q @ mu2, q @ torch.diag(s2) @ q.T)
@@ -39,8 +50,9 @@ def test_streaming_fid_equals_torch_fidelity_on_the_same_features():
 
     g = torch.Generator().manual_seed(2)
     real, fake = torch.randn(300, 10, generator=g), 1.3 * torch.randn(200, 10, generator=g) + 0.4
-    theirs = fid_statistics_to_metric(fid_features_to_statistics(fake.double()), fid_features_to_statistics(real.double()),
-                                      verbose=False)["frechet_inception_distance"]
+    theirs = fid_statistics_to_metric(
+        fid_features_to_statistics(fake.double()), fid_features_to_statistics(real.double()), verbose=False
+    )["frechet_inception_distance"]
     metric = streaming_fid(10)
     for chunk in real.split(64):  # streamed in chunks: sums, not stored features
         metric.update(chunk, real=True)
@@ -68,8 +80,7 @@ def test_fidelity_metrics_kid_and_precision_recall_behave():
 @pytest.fixture(scope="module")
 def tiny_classes(tmp_path_factory):
     root = write_tiny_idx(tmp_path_factory.mktemp("idx"), n_train=60, n_test=200)
-    dm = ImageClassesDataModule(dataset="folder", root=str(root), classes=[0, 1, 2, 3], keep_fraction={},
-                                image_size=8)
+    dm = ImageClassesDataModule(dataset="folder", root=str(root), classes=[0, 1, 2, 3], keep_fraction={}, image_size=8)
     return dm, train_tiny_classifier(dm, feature_dim=8)
 
 

@@ -1,7 +1,7 @@
 """scripts/fit.py end to end: run folder, metrics, figures, W&B offline record, resume, bad input."""
+
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import wandb_log
 import yaml
+from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, subprocess_env, tiny_mtgm_args
 from lightning.pytorch import Callback
 
-import wandb_log
-from conftest import ROOT, last_value, read_metrics, run_fit_subprocess, subprocess_env, tiny_mtgm_args
 from diffusion_theory.cli import DiffusionCLI
 
 
@@ -31,9 +31,22 @@ def test_fit_end_to_end_writes_run_folder(tmp_path):
     assert cfg["data"]["init_args"]["P"] == 16 and cfg["model"]["init_args"]["network"]["init_args"]["d"] == 8
     assert (run_dir / "checkpoints" / "last.ckpt").exists() and (run_dir / "checkpoints" / "best.ckpt").exists()
     rows = read_metrics(run_dir)
-    for name in ("val/ddpm_loss", "val/bayes_risk", "val/oracle_risk", "val/excess_risk", "val/bayes_gap",
-                 "val/score_error", "val/same_pattern_attention", "val/output_scale_error", "theory/nu_min",
-                 "theory/delta", "theory/snr", "val/score_error/t_bin_0", "val/qk_same/min_pi", "train/ddpm_loss"):
+    for name in (
+        "val/ddpm_loss",
+        "val/bayes_risk",
+        "val/oracle_risk",
+        "val/excess_risk",
+        "val/bayes_gap",
+        "val/score_error",
+        "val/same_pattern_attention",
+        "val/output_scale_error",
+        "theory/nu_min",
+        "theory/delta",
+        "theory/snr",
+        "val/score_error/t_bin_0",
+        "val/qk_same/min_pi",
+        "train/ddpm_loss",
+    ):
         assert torch.isfinite(torch.tensor(last_value(rows, name))), name
     # identities between logged metrics
     loss, bayes, oracle = (last_value(rows, f"val/{n}") for n in ("ddpm_loss", "bayes_risk", "oracle_risk"))
@@ -104,8 +117,12 @@ def wait_for_checkpoint(path: Path, min_step: int, proc: subprocess.Popen, timeo
 
 def metric_rows(run_dir: Path) -> list[tuple]:
     """(step, metric, value) of every logged value in metrics.csv, in file order."""
-    return [(int(r["step"]), k, float(v)) for r in read_metrics(run_dir) for k, v in r.items()
-            if k not in ("step", "epoch") and v not in ("", None)]
+    return [
+        (int(r["step"]), k, float(v))
+        for r in read_metrics(run_dir)
+        for k, v in r.items()
+        if k not in ("step", "epoch") and v not in ("", None)
+    ]
 
 
 def assert_no_duplicate_steps(run_dir: Path) -> None:
@@ -137,8 +154,13 @@ def test_resume_after_sigkill_restores_the_exact_training_state(tmp_path):
     extra = ["--model.init_args.ema_decay=0.9", "--trainer.log_every_n_steps=1"]
     total = 40
     args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
     last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
     step_at_kill = wait_for_checkpoint(last, 20, proc)
     kill_job(proc)
@@ -162,7 +184,8 @@ def test_resume_after_sigkill_restores_the_exact_training_state(tmp_path):
     got, want = metric_rows(tmp_path / "mtgm" / "killed"), metric_rows(tmp_path / "mtgm" / "straight")
     # (the theory/ constants are logged once per fit, so the resumed fit logs them again at its first step)
     assert sorted(k[:2] for k in got if not k[1].startswith("theory/")) == sorted(
-        k[:2] for k in want if not k[1].startswith("theory/"))
+        k[:2] for k in want if not k[1].startswith("theory/")
+    )
     want_values = {k[:2]: k[2] for k in want}
     for step, name, value in got:
         if not name.startswith("theory/"):
@@ -175,17 +198,29 @@ def test_resume_after_sigkill_restores_the_exact_training_state(tmp_path):
 def test_ddp_rank_killed_then_resumed(tmp_path):
     """Two CPU processes, rank 1 killed mid-run: the job stops; --ckpt_path=last continues it to the end
     with both ranks' noise generators, the optimiser and the EMA restored, and no duplicate metric rows."""
-    extra = ["--config", str(ROOT / "configs/trainer/ddp_cpu.yaml"), "--model.init_args.ema_decay=0.9",
-             "--trainer.log_every_n_steps=1"]
+    extra = [
+        "--config",
+        str(ROOT / "configs/trainer/ddp_cpu.yaml"),
+        "--model.init_args.ema_decay=0.9",
+        "--trainer.log_every_n_steps=1",
+    ]
     total = 40
     args = tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=100000, extra=extra)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=subprocess_env())
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
     last = tmp_path / "mtgm" / "ddpkill" / "checkpoints" / "last.ckpt"
     step_at_kill = wait_for_checkpoint(last, 20, proc)
     # Lightning's launcher: this process is rank 0, its python children are the other ranks
-    workers = [pid for pid in descendants(proc.pid)
-               if "fit.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")]
+    workers = [
+        pid
+        for pid in descendants(proc.pid)
+        if "fit.py" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="ignore")
+    ]
     if not (step_at_kill >= 20 and workers):
         kill_job(proc)
         pytest.fail(f"checkpoint step {step_at_kill}, ranks {workers}: {proc.stderr.read().decode()[-3000:]}")
@@ -198,14 +233,15 @@ def test_ddp_rank_killed_then_resumed(tmp_path):
     s0 = before["global_step"]
     assert 20 <= s0 < total and len(before["noise_generator_states"]) == 2
     assert not torch.equal(*before["noise_generator_states"])  # each rank's own state is kept
-    res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=total, extra=extra)
-                             + ["--ckpt_path=last"])
+    res = run_fit_subprocess(
+        tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=total, extra=extra) + ["--ckpt_path=last"]
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     after = torch.load(last, weights_only=True)
     assert after["global_step"] == total
     assert float(after["optimizer_states"][0]["state"][0]["step"]) == total
-    ema = {k[len("ema.module."):]: v for k, v in after["state_dict"].items() if k.startswith("ema.module.")}
-    net = {k[len("network."):]: v for k, v in after["state_dict"].items() if k.startswith("network.")}
+    ema = {k[len("ema.module.") :]: v for k, v in after["state_dict"].items() if k.startswith("ema.module.")}
+    net = {k[len("network.") :]: v for k, v in after["state_dict"].items() if k.startswith("network.")}
     assert ema.keys() == net.keys() and any(not torch.equal(ema[k], net[k]) for k in ema)
     assert len(after["noise_generator_states"]) == 2 and not torch.equal(*after["noise_generator_states"])
     run_dir = tmp_path / "mtgm" / "ddpkill"
@@ -214,9 +250,17 @@ def test_ddp_rank_killed_then_resumed(tmp_path):
 
 
 def test_non_finite_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path):
-    args = tiny_mtgm_args(tmp_path, name="nan", max_steps=200, extra=[
-        "--optimizer=torch.optim.SGD", "--optimizer.lr=1e12", "--run.checkpoint_every_n_steps=1",
-        "--data.init_args.steps_per_epoch=200"])
+    args = tiny_mtgm_args(
+        tmp_path,
+        name="nan",
+        max_steps=200,
+        extra=[
+            "--optimizer=torch.optim.SGD",
+            "--optimizer.lr=1e12",
+            "--run.checkpoint_every_n_steps=1",
+            "--data.init_args.steps_per_epoch=200",
+        ],
+    )
     with pytest.raises(Exception, match="training loss is (nan|inf)"):
         fit(args)
     ckpt = torch.load(tmp_path / "mtgm" / "nan" / "checkpoints" / "last.ckpt", weights_only=False)
@@ -257,8 +301,14 @@ def test_unknown_key_and_missing_file_give_one_clear_error(tmp_path):
 
 
 def test_bf16_mixed_precision_run(tmp_path):
-    fit(tiny_mtgm_args(tmp_path, name="bf16", max_steps=10,
-                       extra=["--config", str(ROOT / "configs/trainer/bf16.yaml"), "--run.wandb_mode=disabled"]))
+    fit(
+        tiny_mtgm_args(
+            tmp_path,
+            name="bf16",
+            max_steps=10,
+            extra=["--config", str(ROOT / "configs/trainer/bf16.yaml"), "--run.wandb_mode=disabled"],
+        )
+    )
     rows = read_metrics(tmp_path / "mtgm" / "bf16")
     assert torch.isfinite(torch.tensor(last_value(rows, "val/bayes_gap")))
     cfg = yaml.safe_load((tmp_path / "mtgm" / "bf16" / "config.yaml").read_text())
@@ -269,12 +319,15 @@ def test_bad_value_prints_one_line_naming_the_key_and_exits_2(tmp_path):
     res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="bad", extra=["--data.init_args.K=0"]))
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert res.stderr.strip().splitlines()[-1] == (
-        "ConfigError: data.init_args.K: must satisfy 0 < K < M = 4 (Definition 1); got K = 0")
+        "ConfigError: data.init_args.K: must satisfy 0 < K < M = 4 (Definition 1); got K = 0"
+    )
     assert len([line for line in res.stderr.splitlines() if "rror" in line]) == 1
     assert not (tmp_path / "mtgm" / "bad").exists()
     # a nested component is named by its key and class; the debug switch shows the traceback
-    res = run_fit_subprocess(tiny_mtgm_args(tmp_path, name="bad", extra=["--model.init_args.schedule.init_args.T=0"]),
-                             env={"DIFFUSION_THEORY_DEBUG": "1"})
+    res = run_fit_subprocess(
+        tiny_mtgm_args(tmp_path, name="bad", extra=["--model.init_args.schedule.init_args.T=0"]),
+        env={"DIFFUSION_THEORY_DEBUG": "1"},
+    )
     assert res.returncode != 0 and "Traceback" in res.stderr
     # (the network's T interpolates the schedule's, and the network is built first)
     assert "ConfigError: model.init_args.network (OneLayerTransformer): model.T must be >= 1; got 0" in res.stderr
@@ -284,8 +337,12 @@ def test_explain_names_nested_components():
     from diffusion_theory.config_errors import explain
     from diffusion_theory.networks.dit import DiT
 
-    config = {"model": {"class_path": "DiffusionModule", "init_args": {
-        "network": {"class_path": "diffusion_theory.networks.dit.DiT", "init_args": {}}}}}
+    config = {
+        "model": {
+            "class_path": "DiffusionModule",
+            "init_args": {"network": {"class_path": "diffusion_theory.networks.dit.DiT", "init_args": {}}},
+        }
+    }
     try:
         DiT(input_shape=[4, 2], depth=0)
     except ValueError as err:

@@ -1,4 +1,5 @@
 """GaussianProcessSequences: Kronecker sampling, nested training sets, exact score (paper 2, eq. 2)."""
+
 import math
 
 import pytest
@@ -17,7 +18,7 @@ def full_covariance(gp: GaussianProcessSequences) -> torch.Tensor:
 def test_kernel_and_sigma_follow_section_6_1():
     gp = GaussianProcessSequences(N=6, d=3, length_scale=4.0, nu=1.5, seed=7)
     i, j = 2, 5
-    assert gp.gamma[i, j].item() == pytest.approx(math.exp(-abs(i - j) ** 1.5 / 4.0), rel=1e-12)
+    assert gp.gamma[i, j].item() == pytest.approx(math.exp(-(abs(i - j) ** 1.5) / 4.0), rel=1e-12)
     assert torch.allclose(torch.diagonal(gp.gamma), torch.ones(6, dtype=torch.float64))
     A = torch.randn(3, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     assert torch.allclose(gp.sigma, A.T @ A)
@@ -36,7 +37,7 @@ def test_kronecker_sampler_covariance_matches_gamma_kron_sigma(factorization):
     C = full_covariance(gp)
     emp_cov = torch.cov(x.T)
     # entrywise standard error of a Gaussian sample covariance: sqrt((C_ii C_jj + C_ij^2) / n)
-    std_err = ((torch.diagonal(C)[:, None] * torch.diagonal(C)[None, :] + C ** 2) / n).sqrt()
+    std_err = ((torch.diagonal(C)[:, None] * torch.diagonal(C)[None, :] + C**2) / n).sqrt()
     assert ((emp_cov - C).abs() / std_err).max() < 5.0
     mean_z = (x.mean(0) - 0.4) / (torch.diagonal(C) / n).sqrt()
     assert mean_z.abs().max() < 5.0
@@ -49,7 +50,7 @@ def test_sampler_detects_a_wrong_covariance():
     n = 60_000
     x = white.sample(n, generator=11, dtype=torch.float64).reshape(n, -1)
     C = full_covariance(gp)
-    std_err = ((torch.diagonal(C)[:, None] * torch.diagonal(C)[None, :] + C ** 2) / n).sqrt()
+    std_err = ((torch.diagonal(C)[:, None] * torch.diagonal(C)[None, :] + C**2) / n).sqrt()
     assert ((torch.cov(x.T) - C).abs() / std_err).max() > 5.0
 
 
@@ -127,16 +128,19 @@ def test_score_for_paper_size_runs_batched():
     assert s.shape == x.shape and s.dtype == torch.float32 and torch.isfinite(s).all()
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(length_scale=0.0), "length_scale"),
-    (dict(length_scale=-3.0), "length_scale"),
-    (dict(nu=0.0), "nu"),
-    (dict(nu=2.5), "nu"),
-    (dict(N=0), "N"),
-    (dict(d=0), "d"),
-    (dict(jitter=-1e-3), "jitter"),
-    (dict(factorization="svd"), "factorization"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(length_scale=0.0), "length_scale"),
+        (dict(length_scale=-3.0), "length_scale"),
+        (dict(nu=0.0), "nu"),
+        (dict(nu=2.5), "nu"),
+        (dict(N=0), "N"),
+        (dict(d=0), "d"),
+        (dict(jitter=-1e-3), "jitter"),
+        (dict(factorization="svd"), "factorization"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=rf"gp\.{field}\b"):
         GaussianProcessSequences(**kwargs)
@@ -156,5 +160,8 @@ def test_cholesky_failure_reports_min_eigenvalue_and_jitter():
     assert f"{lam_min:.3g}" in message
     # the jitter the message points to makes it work
     gp = GaussianProcessSequences(N=128, length_scale=64.0, nu=2.0, factorization="cholesky", jitter=1e-6)
-    assert torch.allclose(gp.gamma_factor @ gp.gamma_factor.T, kernel_matrix(128, 64.0, 2.0) + 1e-6 * torch.eye(128,
-                          dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(
+        gp.gamma_factor @ gp.gamma_factor.T,
+        kernel_matrix(128, 64.0, 2.0) + 1e-6 * torch.eye(128, dtype=torch.float64),
+        atol=1e-10,
+    )

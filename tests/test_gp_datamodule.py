@@ -1,5 +1,6 @@
 """GaussianProcessDataModule (paper 2, Sec. 6.1): validation, nested training sets, exact eps, white control;
 CycledBatches; the continuous schedule's evaluation grid."""
+
 from __future__ import annotations
 
 import math
@@ -13,15 +14,36 @@ from diffusion_theory.datamodules.streams import CycledBatches
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
 from diffusion_theory.distributions import gaussian_process
 
-SMALL = dict(N=6, d=2, length_scale=4.0, nu=1.5, mean=0.3, n_train=20, batch_size=4, steps_per_epoch=3, n_eval=5,
-             eval_batch_size=2)
+SMALL = dict(
+    N=6,
+    d=2,
+    length_scale=4.0,
+    nu=1.5,
+    mean=0.3,
+    n_train=20,
+    batch_size=4,
+    steps_per_epoch=3,
+    n_eval=5,
+    eval_batch_size=2,
+)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(length_scale=0.0), "data.length_scale"), (dict(length_scale=-2.0), "data.length_scale"),
-    (dict(nu=0.0), "data.nu"), (dict(nu=2.5), "data.nu"), (dict(N=0), "data.N"), (dict(d=0), "data.d"),
-    (dict(n_train=0), "data.n_train"), (dict(batch_size=0), "data.batch_size"), (dict(jitter=-1e-3), "data.jitter"),
-    (dict(kernel="rbf"), "data.kernel"), (dict(n_eval=0), "data.n_eval")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(length_scale=0.0), "data.length_scale"),
+        (dict(length_scale=-2.0), "data.length_scale"),
+        (dict(nu=0.0), "data.nu"),
+        (dict(nu=2.5), "data.nu"),
+        (dict(N=0), "data.N"),
+        (dict(d=0), "data.d"),
+        (dict(n_train=0), "data.n_train"),
+        (dict(batch_size=0), "data.batch_size"),
+        (dict(jitter=-1e-3), "data.jitter"),
+        (dict(kernel="rbf"), "data.kernel"),
+        (dict(n_eval=0), "data.n_eval"),
+    ],
+)
 def test_bad_inputs_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         GaussianProcessDataModule(**(SMALL | kwargs))
@@ -30,6 +52,7 @@ def test_bad_inputs_name_the_field(kwargs, field):
 def test_non_psd_gamma_names_data_jitter(monkeypatch):
     def indefinite(N, length_scale, nu):  # a symmetric matrix with a clearly negative eigenvalue
         return torch.eye(N, dtype=torch.float64) - 2.0 * torch.ones(N, N, dtype=torch.float64) / N * 1.5
+
     monkeypatch.setattr(gaussian_process, "kernel_matrix", indefinite)
     with pytest.raises(ValueError, match=r"data\.jitter") as err:
         GaussianProcessDataModule(**SMALL)
@@ -94,7 +117,7 @@ def test_cycled_batches_cover_each_pass_are_rank_disjoint_and_resume(monkeypatch
     ds = CycledBatches(data, batch_size=3, steps=4, seed=5)
     rows = torch.cat([ds.rows(s, 0, 1) for s in range(10)])  # 30 positions = 3 passes of 10
     for p in range(3):
-        assert sorted(rows[10 * p:10 * (p + 1)].tolist()) == list(range(10))
+        assert sorted(rows[10 * p : 10 * (p + 1)].tolist()) == list(range(10))
     even = CycledBatches({"x0": torch.arange(12)}, batch_size=3, steps=4, seed=5)
     for step in range(6):  # 2 ranks x 3 rows divide the 12 rows: no step straddles passes, ranks share no row
         a, b = even.rows(step, 0, 2), even.rows(step, 1, 2)

@@ -1,5 +1,6 @@
 """The GP diagnostics: against an exact denoiser (score error 0, covariance error ~1), hand-set attention
 weights, and a tiny configs/gp.yaml run through the CLI (metrics, identities, figures)."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import ROOT, last_value, read_metrics
 from torch import nn
 
-from conftest import ROOT, last_value, read_metrics
 from diffusion_theory.callbacks import AttentionAlongSampling, CovarianceError, QKBlockNorms, ScoreError
 from diffusion_theory.callbacks.attention_sampling import map_steps
 from diffusion_theory.cli import DiffusionCLI
@@ -44,8 +45,15 @@ class ExactDenoiser(nn.Module):
 
 
 def validate(module: DiffusionModule, dm: GaussianProcessDataModule, callbacks: list, tmp_path) -> dict[str, float]:
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         devices=1, callbacks=callbacks, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        callbacks=callbacks,
+        default_root_dir=tmp_path,
+    )
     trainer.validate(module, datamodule=dm, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -115,26 +123,59 @@ def test_attention_steps_map_by_noise_level():
 
 
 def test_tiny_gp_run_through_the_cli(tmp_path):
-    DiffusionCLI(args=["--config", str(ROOT / "configs/gp.yaml"), "--config", str(TINY), f"--run.root={tmp_path}",
-                       "--run.name=tiny", "--run.wandb_mode=disabled"])
+    DiffusionCLI(
+        args=[
+            "--config",
+            str(ROOT / "configs/gp.yaml"),
+            "--config",
+            str(TINY),
+            f"--run.root={tmp_path}",
+            "--run.name=tiny",
+            "--run.wandb_mode=disabled",
+        ]
+    )
     run_dir = tmp_path / "gp" / "tiny"
     rows = read_metrics(run_dir)
-    names = ["val/ddpm_loss", "val/bayes_risk", "val/bayes_gap", "val/score_error", "val/score_error/t_bin_1",
-             "val/cov_rel_error", "val/cov_error_generated", "val/cov_error_training", "val/qk_ee_share",
-             "val/qk_norm/layer_1/ee", "val/v_frame_share", "val/v_frame_share/layer_0", "val/attn_gamma_corr",
-             "val/attn_gamma_corr/layer_0", "val/attn_gamma_corr/layer_1", "val/attn_gamma_corr/step_0", "val/attn_gamma_corr/step_1000",
-             "val/attn_ref_corr", "train/ddpm_loss"]
+    names = [
+        "val/ddpm_loss",
+        "val/bayes_risk",
+        "val/bayes_gap",
+        "val/score_error",
+        "val/score_error/t_bin_1",
+        "val/cov_rel_error",
+        "val/cov_error_generated",
+        "val/cov_error_training",
+        "val/qk_ee_share",
+        "val/qk_norm/layer_1/ee",
+        "val/v_frame_share",
+        "val/v_frame_share/layer_0",
+        "val/attn_gamma_corr",
+        "val/attn_gamma_corr/layer_0",
+        "val/attn_gamma_corr/layer_1",
+        "val/attn_gamma_corr/step_0",
+        "val/attn_gamma_corr/step_1000",
+        "val/attn_ref_corr",
+        "train/ddpm_loss",
+    ]
     v = {n: last_value(rows, n) for n in names}
     assert all(math.isfinite(x) for x in v.values()), v
     assert v["val/bayes_gap"] == pytest.approx(v["val/ddpm_loss"] - v["val/bayes_risk"], abs=1e-5)
     assert 0 <= v["val/qk_ee_share"] <= 1 and 0 <= v["val/v_frame_share"] <= 1
     assert -1 <= v["val/attn_gamma_corr"] <= 1
-    assert v["val/attn_gamma_corr"] == pytest.approx(max(v["val/attn_gamma_corr/layer_0"],
-                                                         v["val/attn_gamma_corr/layer_1"]))
+    assert v["val/attn_gamma_corr"] == pytest.approx(
+        max(v["val/attn_gamma_corr/layer_0"], v["val/attn_gamma_corr/layer_1"])
+    )
     assert v["val/attn_ref_corr"] == pytest.approx(v["val/attn_gamma_corr"])  # the reference kernel is the data's
     assert sum(1 for r in rows if r.get("val/cov_rel_error")) == 2  # once per validation
-    for name in ("fig1_covariance", "fig4b_qk_matrix", "fig10_qk_matrices", "fig11_v_matrices",
-                 "fig12_attention_scores", "fig4a_cov_rel_error", "gp_attention"):
+    for name in (
+        "fig1_covariance",
+        "fig4b_qk_matrix",
+        "fig10_qk_matrices",
+        "fig11_v_matrices",
+        "fig12_attention_scores",
+        "fig4a_cov_rel_error",
+        "gp_attention",
+    ):
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 3000, name
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     assert int(state["ema.num_updates"]) == 10  # configs/gp.yaml validates and samples with an EMA

@@ -1,5 +1,6 @@
 """Paper 2 (GP) measures of issue 12: the kernel-family fit of score matrices, the per-frame variance ratio and eps
 with an expected denominator, against synthetic cases with known answers and brute-force loops."""
+
 from __future__ import annotations
 
 import pytest
@@ -63,12 +64,19 @@ def test_per_frame_variance_ratio_against_a_loop_and_the_truth():
     gp = GaussianProcessSequences(N=8, d=3, length_scale=4.0, nu=1.5)
     x = gp.sample(4000, generator=1, dtype=torch.float64)  # (n, N, d)
     ratio = per_frame_variance_ratio(x, gp.gamma, gp.sigma)
-    loop = torch.tensor([sum(float(x[k, i] @ x[k, i]) for k in range(x.shape[0])) / x.shape[0]
-                        / float(gp.gamma[i, i] * torch.trace(gp.sigma)) for i in range(8)], dtype=torch.float64)
+    loop = torch.tensor(
+        [
+            sum(float(x[k, i] @ x[k, i]) for k in range(x.shape[0]))
+            / x.shape[0]
+            / float(gp.gamma[i, i] * torch.trace(gp.sigma))
+            for i in range(8)
+        ],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(ratio, loop)
     assert (ratio - 1).abs().max() < 0.1  # true samples: 1 in every frame up to sampling error
     inflated = x.clone()
-    inflated[:, 0] *= 1.25 ** 0.5  # 25 % excess variance in the first frame only
+    inflated[:, 0] *= 1.25**0.5  # 25 % excess variance in the first frame only
     r2 = per_frame_variance_ratio(inflated, gp.gamma, gp.sigma, mean=None)
     assert r2[0] / ratio[0] == pytest.approx(1.25, rel=0.01) and torch.allclose(r2[1:], ratio[1:], rtol=0.01)
     with pytest.raises(ValueError, match="gamma must be"):
@@ -84,13 +92,17 @@ def test_expected_denominator_eps_is_the_appendix_f_numerator_over_the_mean_deno
     assert out.numerator == pytest.approx(float(singles[0].numerator))
     assert out.denominators == pytest.approx([float(s.denominator) for s in singles])
     assert out.epsilon == pytest.approx(out.numerator / (sum(out.denominators) / 4))
-    assert out.frobenius_error == pytest.approx(out.numerator ** 0.5)
+    assert out.frobenius_error == pytest.approx(out.numerator**0.5)
     # true samples as "generated": the mean numerator over repeats equals the mean denominator (both are the same
     # statistic of n true sequences), so eps with the expected denominator is 1 on average (60 + 60 draws of 100)
     many = [gp.sample(100, generator=1000 + j, dtype=torch.float64) for j in range(60)]
     ref = expected_denominator_eps(many[0], many, gp.gamma, gp.sigma)
-    nums = [expected_denominator_eps(gp.sample(100, generator=5000 + k, dtype=torch.float64), many[:1], gp.gamma,
-                                     gp.sigma).numerator for k in range(60)]
+    nums = [
+        expected_denominator_eps(
+            gp.sample(100, generator=5000 + k, dtype=torch.float64), many[:1], gp.gamma, gp.sigma
+        ).numerator
+        for k in range(60)
+    ]
     assert (sum(nums) / 60) / (sum(ref.denominators) / 60) == pytest.approx(1.0, abs=0.3)
     with pytest.raises(ValueError, match="same n|generated shape"):
         expected_denominator_eps(gen, [gen[:10]], gp.gamma, gp.sigma)

@@ -1,4 +1,5 @@
 """The IDX reader and the image data module (paper 1 (MTGM), Sec. 5.2 data) on tiny IDX files written here."""
+
 from __future__ import annotations
 
 import gzip
@@ -6,10 +7,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from image_fixtures import CLASSES, write_tiny_idx
 
 from diffusion_theory.datamodules.idx import MissingDataError, find_idx_files, load_split, read_idx, write_idx
 from diffusion_theory.datamodules.images import ImageClassesDataModule, keep_counts, to_pixels
-from image_fixtures import CLASSES, write_tiny_idx
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -75,8 +76,14 @@ def test_failed_download_is_one_clear_error(tmp_path, monkeypatch):
 
 def test_exact_class_counts_seeded_subsets_and_pixels(tmp_path):
     write_tiny_idx(tmp_path, n_train=40, n_test=30)
-    dm = ImageClassesDataModule(dataset="folder", root=str(tmp_path), classes=[0, 2, 3],
-                                keep_fraction={2: 0.3, 3: 0.55}, image_size=8, n_real_per_class=20)
+    dm = ImageClassesDataModule(
+        dataset="folder",
+        root=str(tmp_path),
+        classes=[0, 2, 3],
+        keep_fraction={2: 0.3, 3: 0.55},
+        image_size=8,
+        n_real_per_class=20,
+    )
     dm.setup("fit")
     assert dm.class_counts() == {0: 40, 2: 12, 3: 22}  # round(0.3 * 40), round(0.55 * 40)
     train = dm.train_set
@@ -89,11 +96,18 @@ def test_exact_class_counts_seeded_subsets_and_pixels(tmp_path):
     matches = (kept[:, None] == pool[None]).all(-1)  # (12, 40)
     assert (matches.sum(1) == 1).all() and matches.any(0).sum() == 12
     # seeded: the same subset again, another with another seed
-    again = ImageClassesDataModule(dataset="folder", root=str(tmp_path), classes=[0, 2, 3],
-                                   keep_fraction={2: 0.3, 3: 0.55}, image_size=8)
+    again = ImageClassesDataModule(
+        dataset="folder", root=str(tmp_path), classes=[0, 2, 3], keep_fraction={2: 0.3, 3: 0.55}, image_size=8
+    )
     assert torch.equal(again.train_set["x0"], train["x0"])
-    other = ImageClassesDataModule(dataset="folder", root=str(tmp_path), classes=[0, 2, 3],
-                                   keep_fraction={2: 0.3, 3: 0.55}, image_size=8, subset_seed=1)
+    other = ImageClassesDataModule(
+        dataset="folder",
+        root=str(tmp_path),
+        classes=[0, 2, 3],
+        keep_fraction={2: 0.3, 3: 0.55},
+        image_size=8,
+        subset_seed=1,
+    )
     assert not torch.equal(other.train_set["x0"], train["x0"])
     # held-out set: n_real_per_class test images of each class
     real = dm.real_images()

@@ -1,4 +1,5 @@
 """diffusion_theory.metrics.intervals against scipy.stats (independent implementations) and by simulation."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from diffusion_theory.metrics.intervals import (NOT_RESOLVED, log_log_slope, order, paired_difference,
-                                                steps_to_threshold, t_interval, trend_claim)
+from diffusion_theory.metrics.intervals import (
+    NOT_RESOLVED,
+    log_log_slope,
+    order,
+    paired_difference,
+    steps_to_threshold,
+    t_interval,
+    trend_claim,
+)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10])
@@ -79,7 +87,7 @@ def test_trend_claim():
 def test_log_log_slope_matches_scipy_linregress():
     rng = np.random.default_rng(5)
     x = np.repeat([100.0, 320.0, 1000.0, 3200.0], 3)
-    y = 7.0 * x ** -0.4 * np.exp(rng.normal(0, 0.1, x.size))
+    y = 7.0 * x**-0.4 * np.exp(rng.normal(0, 0.1, x.size))
     fit = log_log_slope(list(x), list(y))
     ref = stats.linregress(np.log(x), np.log(y))
     q = stats.t.ppf(0.975, x.size - 2)

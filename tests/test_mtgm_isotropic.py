@@ -1,11 +1,16 @@
 """The best-isotropic-W study (paper 1 (MTGM) eq. (1) with W = c d Pi, least-squares v_t) against brute force."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from diffusion_theory.experiments.mtgm_isotropic import (best_isotropic_gap, isotropic_gaps, isotropic_residual,
-                                                         least_squares_loss)
+from diffusion_theory.experiments.mtgm_isotropic import (
+    best_isotropic_gap,
+    isotropic_gaps,
+    isotropic_residual,
+    least_squares_loss,
+)
 
 
 def test_residual_matches_a_token_by_token_loop():
@@ -36,8 +41,12 @@ def test_least_squares_v_is_the_best_scale_per_step():
         return sum(0.5 * (v[k] * resid[t == k + 1] - noise[t == k + 1]).pow(2).mean().item() for k in range(T)) / T
 
     best = least_squares_loss(resid, noise, t, T)
-    v_star = torch.stack([torch.linalg.lstsq(resid[t == k].reshape(-1, 1), noise[t == k].reshape(-1, 1)).solution[0, 0]
-                          for k in range(1, T + 1)])
+    v_star = torch.stack(
+        [
+            torch.linalg.lstsq(resid[t == k].reshape(-1, 1), noise[t == k].reshape(-1, 1)).solution[0, 0]
+            for k in range(1, T + 1)
+        ]
+    )
     assert best == pytest.approx(loss_at(v_star), rel=1e-12)
     for k in range(T):
         for dv in (-1e-2, 1e-2):
@@ -54,8 +63,12 @@ def test_best_gap_is_the_smallest_over_the_scanned_scales():
 
 # ---- the symmetric family W/d = c Proj + e (J - Proj) + b Proj_perp (issue 12) -------------------------------
 
-from diffusion_theory.experiments.mtgm_symmetric import (evaluation_draw, optimise_symmetric,  # noqa: E402
-                                                         symmetric_gap, symmetric_weight)
+from diffusion_theory.experiments.mtgm_symmetric import (  # noqa: E402
+    evaluation_draw,
+    optimise_symmetric,
+    symmetric_gap,
+    symmetric_weight,
+)
 
 
 def test_symmetric_weight_acts_on_patterns_and_complement_as_defined():
@@ -85,6 +98,7 @@ def test_symmetric_family_contains_the_isotropic_one_and_optimising_never_loses(
 
 # ---- Prop. 2: R_Bayes - R_oracle, per sample (issue 12) ----------------------------------------------------
 
+
 def test_prop2_difference_is_bayes_minus_oracle_on_the_same_draws():
     from diffusion_theory.datamodules.mtgm import MTGMDataModule
     from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
@@ -100,14 +114,18 @@ def test_prop2_difference_is_bayes_minus_oracle_on_the_same_draws():
         noise = torch.randn(b * sched.T, P, d, generator=g, dtype=torch.float64)
         for s in range(b):
             for k in range(1, sched.T + 1):
-                e = noise[s * sched.T + k - 1: s * sched.T + k]
+                e = noise[s * sched.T + k - 1 : s * sched.T + k]
                 ab = sched.alpha_bar(torch.tensor([k])).double()
-                x_t = ab.sqrt() * ev["x0"][i + s:i + s + 1].double() + (1 - ab).sqrt() * e
+                x_t = ab.sqrt() * ev["x0"][i + s : i + s + 1].double() + (1 - ab).sqrt() * e
                 want_b.append((e - dm.eval_dist.bayes_eps(x_t, ab)).pow(2).mean().item() / 2)
-                want_o.append((e - dm.eval_dist.oracle_eps(x_t, ab, ev["labels"][i + s:i + s + 1])).pow(2).mean().item() / 2)
+                want_o.append(
+                    (e - dm.eval_dist.oracle_eps(x_t, ab, ev["labels"][i + s : i + s + 1])).pow(2).mean().item() / 2
+                )
     T = sched.T
     for s in range(n):
-        assert diffs[s] == pytest.approx(sum(want_b[s * T:(s + 1) * T]) / T - sum(want_o[s * T:(s + 1) * T]) / T, rel=1e-9)
+        assert diffs[s] == pytest.approx(
+            sum(want_b[s * T : (s + 1) * T]) / T - sum(want_o[s * T : (s + 1) * T]) / T, rel=1e-9
+        )
     assert bayes == pytest.approx(sum(want_b) / len(want_b), rel=1e-9)
     assert oracle == pytest.approx(dm.eval_dist.oracle_risk_per_step(sched.alpha_bar(sched.eval_times())).mean().item())
 

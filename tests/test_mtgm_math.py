@@ -1,4 +1,5 @@
 """MTGM (paper 1): Definition-1 sampling, eq. (1), oracle risk, exact Bayes posterior."""
+
 import itertools
 import math
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from diffusion_theory.diffusion.schedules import LinearAlphaSchedule
-from diffusion_theory.distributions.mtgm import MTGM, k_subsets, resolve_pi_tilde
+from diffusion_theory.distributions.mtgm import MTGM, resolve_pi_tilde
 from diffusion_theory.networks.theory_transformer import OneLayerTransformer
 
 
@@ -121,7 +122,7 @@ def gaussian_logpdf(x, mean, var):
 def brute_force_bayes_eps(dist, xt, abar):
     """E[E | X^t] by enumerating every (Z, Y) with the full joint density."""
     a = float(abar)
-    var = dist.rho ** 2 * a + 1 - a
+    var = dist.rho**2 * a + 1 - a
     c = math.sqrt(1 - a) / var
     subsets = [tuple(z) for z in itertools.combinations(range(dist.M), dist.K)]
     P = xt.shape[0]
@@ -149,7 +150,9 @@ def test_exact_bayes_posterior_against_brute_force(t):
     xt = s.add_noise(sample.x0, tt, torch.randn(sample.x0.shape, generator=g, dtype=torch.float64))
     fast = dist.bayes_eps(xt, s.alpha_bar(tt))
     for b in range(3):
-        torch.testing.assert_close(fast[b], brute_force_bayes_eps(dist, xt[b], s.alpha_bar(tt)[b]), atol=1e-9, rtol=1e-7)
+        torch.testing.assert_close(
+            fast[b], brute_force_bayes_eps(dist, xt[b], s.alpha_bar(tt)[b]), atol=1e-9, rtol=1e-7
+        )
 
 
 def test_bayes_between_oracle_and_trivial():
@@ -186,7 +189,7 @@ def test_float32_posterior_path_agrees_with_float64_at_paper_scale():
 def brute_force_label_posterior(dist, xt, abar):
     """p(Y_p = u | X^t), (P, M), by enumerating every (Z, Y) with the full joint density (Definition 1, eq. 2)."""
     a = float(abar)
-    var = dist.rho ** 2 * a + 1 - a
+    var = dist.rho**2 * a + 1 - a
     subsets = [tuple(z) for z in itertools.combinations(range(dist.M), dist.K)]
     P = xt.shape[0]
     logs, onehots = [], []

@@ -1,4 +1,5 @@
 """Paper 1 (MTGM) formulas in metrics/: against brute force on tiny cases and closed forms."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,10 @@ from diffusion_theory.metrics.risks import denoising_risk, output_scale_error, s
 def test_score_error_is_eq5_by_brute_force():
     g = torch.Generator().manual_seed(0)
     B, P, d = 3, 4, 2
-    eps_hat, exact = torch.randn(B, P, d, generator=g, dtype=torch.float64), torch.randn(B, P, d, generator=g,
-                                                                                        dtype=torch.float64)
+    eps_hat, exact = (
+        torch.randn(B, P, d, generator=g, dtype=torch.float64),
+        torch.randn(B, P, d, generator=g, dtype=torch.float64),
+    )
     abar = torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64)
     got = score_error(eps_hat, exact, abar)
     for b in range(B):
@@ -32,7 +35,6 @@ def test_bayes_risk_of_a_gaussian_matches_its_closed_form():
     g = torch.Generator().manual_seed(1)
     c, n, B = 2.5, 16, 20000
     for a in (0.9, 0.5, 0.05):
-        abar = torch.full((B,), a, dtype=torch.float64)
         x0 = math.sqrt(c) * torch.randn(B, n, generator=g, dtype=torch.float64)
         noise = torch.randn(B, n, generator=g, dtype=torch.float64)
         x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * noise
@@ -69,11 +71,14 @@ def test_output_scale_error_is_the_mean_absolute_deviation_and_zero_at_the_oracl
 def test_time_averaged_snr_by_brute_force():
     s = LinearAlphaSchedule(T=50, alpha_1=0.98, alpha_T=0.95)
     alphas = [0.98 - 0.03 * k / 49 for k in range(50)]
-    abar = [math.prod(alphas[:k + 1]) for k in range(50)]
+    abar = [math.prod(alphas[: k + 1]) for k in range(50)]
     want = sum(a / (1 - a) for a in abar) / 50
     assert time_averaged_snr(s.alpha_bar(torch.arange(1, 51))) == pytest.approx(want, rel=1e-12)
     from diffusion_theory.callbacks.theory_quantities import schedule_snr
-    assert schedule_snr(LinearAlphaSchedule(time_sampling="last")) == pytest.approx(sum(a / (1 - a) for a in abar[30:]) / 20)
+
+    assert schedule_snr(LinearAlphaSchedule(time_sampling="last")) == pytest.approx(
+        sum(a / (1 - a) for a in abar[30:]) / 20
+    )
 
 
 def random_attention(B=3, P=7, M=3, seed=0):
@@ -101,10 +106,20 @@ def test_query_key_means_are_eqs18_19_by_brute_force():
     B, P = labels.shape
     for u in (0, 1):
         got = query_key_means(logits, labels, u)
-        same = [float(logits[b, p, j]) for b in range(B) for p in range(P) for j in range(P)
-                if labels[b, p] == u and labels[b, j] == u and j != p]
-        diff = [float(logits[b, p, j]) for b in range(B) for p in range(P) for j in range(P)
-                if labels[b, p] == u and labels[b, j] != u]
+        same = [
+            float(logits[b, p, j])
+            for b in range(B)
+            for p in range(P)
+            for j in range(P)
+            if labels[b, p] == u and labels[b, j] == u and j != p
+        ]
+        diff = [
+            float(logits[b, p, j])
+            for b in range(B)
+            for p in range(P)
+            for j in range(P)
+            if labels[b, p] == u and labels[b, j] != u
+        ]
         for kind, values in (("same", same), ("diff", diff)):
             mean, count = got[kind]
             assert int(count) == len(values)

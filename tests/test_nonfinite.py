@@ -1,6 +1,7 @@
 """The non-finite-loss stop (diffusion_theory/models/nonfinite.py): immediate on the CPU, deferred on accelerators
 (no host sync per step) yet never checkpointing weights updated by a non-finite loss. The deferred path is forced
 on the CPU here (``immediate=False``), which is exactly what runs on a GPU."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,8 @@ import re
 
 import pytest
 import torch
-
 from conftest import tiny_mtgm_args
+
 from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.models.nonfinite import NonFiniteGuard, NonFiniteLossError
 
@@ -52,11 +53,17 @@ def test_immediate_guard_stops_before_the_optimiser_step():
 @pytest.mark.parametrize("every_n_steps", [1, None])
 def test_deferred_check_in_a_run_keeps_only_finite_checkpoints(tmp_path, monkeypatch, every_n_steps):
     monkeypatch.setattr(NonFiniteGuard.__init__, "__defaults__", (5, False))  # the accelerator path, checks every 5
-    extra = ["--optimizer=torch.optim.SGD", "--optimizer.lr=1e12", "--data.init_args.steps_per_epoch=3",
-             "--trainer.log_every_n_steps=1"]
+    extra = [
+        "--optimizer=torch.optim.SGD",
+        "--optimizer.lr=1e12",
+        "--data.init_args.steps_per_epoch=3",
+        "--trainer.log_every_n_steps=1",
+    ]
     if every_n_steps:
         extra.append(f"--run.checkpoint_every_n_steps={every_n_steps}")
-    with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf) at step (\d+) \(seen at step (\d+)") as info:
+    with pytest.raises(
+        NonFiniteLossError, match=r"training loss is (nan|inf) at step (\d+) \(seen at step (\d+)"
+    ) as info:
         DiffusionCLI(args=tiny_mtgm_args(tmp_path, name="nan", max_steps=200, extra=extra))
     first_bad, seen = map(int, re.search(r"at step (\d+) \(seen at step (\d+)", str(info.value)).groups())
     # checkpoint after every step: seen when the step's checkpoint is about to be written (global_step + 1)

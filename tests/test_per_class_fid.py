@@ -1,5 +1,6 @@
 """PerClassFID (paper 1 (MTGM), Sec. 5.2, Fig. 3 and 5): labelling, per-class FID against a direct computation,
 conditional generation, bad input, 2-process DDP equal to one process, and a real fit + evaluate."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from conftest import ROOT, read_metrics, subprocess_env
-from diffusion_theory.diffusion.generation import chunk_plan, chunk_generator
-from diffusion_theory.metrics.fid import fid_from_features
-from diffusion_theory.models.classifier_module import export_classifier
+from conftest import ROOT, subprocess_env
 from image_fixtures import train_tiny_classifier, write_tiny_idx
 from per_class_fid_worker import make, stub_trainer
+
+from diffusion_theory.diffusion.generation import chunk_generator, chunk_plan
+from diffusion_theory.metrics.fid import fid_from_features
+from diffusion_theory.models.classifier_module import export_classifier
 
 WORKER = Path(__file__).resolve().parent / "per_class_fid_worker.py"
 
@@ -27,8 +28,7 @@ def tiny(tmp_path_factory):
     from diffusion_theory.datamodules.images import ImageClassesDataModule
 
     root = write_tiny_idx(tmp_path_factory.mktemp("idx"), n_train=60, n_test=40)
-    dm = ImageClassesDataModule(dataset="folder", root=str(root), classes=[0, 1, 2, 3], keep_fraction={},
-                                image_size=8)
+    dm = ImageClassesDataModule(dataset="folder", root=str(root), classes=[0, 1, 2, 3], keep_fraction={}, image_size=8)
     path = export_classifier(train_tiny_classifier(dm, feature_dim=8), root / "classifier.pt")
     return str(root), str(path)
 
@@ -36,7 +36,7 @@ def tiny(tmp_path_factory):
 def drawn(module, n: int, chunk: int, seed: int):
     """The images and true classes the stand-in draws for chunks 0.. (one process)."""
     xs, ys = [], []
-    for k, start, rows in chunk_plan(n, chunk, 0, 1):
+    for k, _start, rows in chunk_plan(n, chunk, 0, 1):
         x, y = module.draw(rows, chunk_generator(seed, k, torch.device("cpu")))
         xs.append(x), ys.append(y)
     return torch.cat(xs), torch.cat(ys)
@@ -126,8 +126,14 @@ def test_two_processes_give_the_single_process_values(tiny, tmp_path):
     results = {}
     for world in (1, 2):
         out = tmp_path / f"w{world}.json"
-        proc = subprocess.run([sys.executable, str(WORKER), idx, clf, str(out), str(world)], cwd=ROOT,
-                              env=subprocess_env({"OMP_NUM_THREADS": "1"}), capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, str(WORKER), idx, clf, str(out), str(world)],
+            cwd=ROOT,
+            env=subprocess_env({"OMP_NUM_THREADS": "1"}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[world] = json.loads(out.read_text())
     one, two = results[1], results[2]

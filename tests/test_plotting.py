@@ -1,14 +1,15 @@
 """diffusion_theory.plotting: every figure renders headless, and importing it (or any callback) leaves the
 caller's matplotlib backend alone (a notebook keeps inline plots)."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 
 import numpy as np
+from conftest import ROOT, subprocess_env
 from matplotlib.figure import Figure
 
-from conftest import ROOT, subprocess_env
 from diffusion_theory import plotting
 
 
@@ -22,8 +23,9 @@ def figures() -> dict[str, Figure]:
         "relative_error": plotting.relative_error_figure({"nu = 1": ([10, 100], [3.0, 1.0])}, "t"),
         "attention": plotting.attention_matrix_figure(rng.random((6, 6)), np.array([1, 0, 1, 2, 0, 2]), "t"),
         "covariance": plotting.covariance_figure(np.eye(5), np.eye(5), np.eye(3), -np.eye(3), "t"),
-        "grid": plotting.heatmap_grid(rng.random((2, 3, 4, 4)), ["l1", "l2"], ["h1", "h2", "h3"], "t", split=2,
-                                      shared_scale="row"),
+        "grid": plotting.heatmap_grid(
+            rng.random((2, 3, 4, 4)), ["l1", "l2"], ["h1", "h2", "h3"], "t", split=2, shared_scale="row"
+        ),
     }
 
 
@@ -37,11 +39,13 @@ def test_every_figure_saves_as_png_without_pyplot(tmp_path):
 
 def test_importing_callbacks_and_plotting_keeps_the_callers_backend():
     """The old plotting module called matplotlib.use("Agg") on import, overriding e.g. a notebook's inline backend."""
-    code = ("import matplotlib; matplotlib.use('svg')\n"
-            "import pkgutil, importlib, diffusion_theory.callbacks as cb, diffusion_theory.plotting\n"
-            "for m in pkgutil.iter_modules(cb.__path__): importlib.import_module(f'diffusion_theory.callbacks.{m.name}')\n"
-            "import diffusion_theory.experiments.mtgm, diffusion_theory.experiments.gp\n"
-            "print(matplotlib.get_backend())\n")
+    code = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "import pkgutil, importlib, diffusion_theory.callbacks as cb, diffusion_theory.plotting\n"
+        "for m in pkgutil.iter_modules(cb.__path__): importlib.import_module(f'diffusion_theory.callbacks.{m.name}')\n"
+        "import diffusion_theory.experiments.mtgm, diffusion_theory.experiments.gp\n"
+        "print(matplotlib.get_backend())\n"
+    )
     env = subprocess_env()
     env.pop("MPLBACKEND", None)
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)

@@ -1,6 +1,7 @@
 """Plugins: examples/plugin_example installed with pip, used by short name through scripts/fit.py (1 and 2 DDP
 processes); the built-in ScoreError and the plugin's own diagnostic run on it; AR(1) exact posterior against
 autograd of the dense Gaussian log-density; a broken plugin; --list; a diagnostic on data that cannot answer."""
+
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, last_value, read_metrics, run_fit_subprocess
+
 from diffusion_theory import registry
 from diffusion_theory.cli import DiffusionCLI
 
@@ -57,12 +58,24 @@ def plugin_importable(plugin_installed, plugin_on_path) -> None:
 
 def tiny_ar1_args(root: Path, name: str, extra: list[str] | None = None) -> list[str]:
     """examples/plugin_example/configs/ar1.yaml at seconds scale: P = 8, d = 4, T = 10, two validations."""
-    return ["--config", str(AR1_CONFIG), f"--run.root={root}", f"--run.name={name}",
-            "--data.init_args.d=4", "--data.init_args.P=8", "--data.init_args.n_eval=15",
-            "--data.init_args.eval_batch_size=4", "--data.init_args.batch_size=16",
-            "--data.init_args.steps_per_epoch=10", "--model.init_args.schedule.init_args.T=10",
-            "--optimizer.init_args.lr=0.05", "--trainer.max_steps=20", "--trainer.log_every_n_steps=5",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"] + (extra or [])
+    return [
+        "--config",
+        str(AR1_CONFIG),
+        f"--run.root={root}",
+        f"--run.name={name}",
+        "--data.init_args.d=4",
+        "--data.init_args.P=8",
+        "--data.init_args.n_eval=15",
+        "--data.init_args.eval_batch_size=4",
+        "--data.init_args.batch_size=16",
+        "--data.init_args.steps_per_epoch=10",
+        "--model.init_args.schedule.init_args.T=10",
+        "--optimizer.init_args.lr=0.05",
+        "--trainer.max_steps=20",
+        "--trainer.log_every_n_steps=5",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ] + (extra or [])
 
 
 PLUGIN_METRICS = ["val/score_error", "val/bayes_risk", "val/lag1_corr", "val/lag1_corr_exact", "val/lag1_corr_error"]
@@ -88,6 +101,7 @@ def check_plugin_run(run_dir: Path) -> dict[str, float]:
 # The plugin's mathematics
 # ----------------------------------------------------------------------------------------------
 
+
 def test_ar1_exact_eps_matches_autograd_of_dense_gaussian_density(plugin_on_path):
     from dt_plugin_example.datamodule import AR1DataModule
     from dt_plugin_example.lag_correlation import lag_one_correlation
@@ -100,12 +114,14 @@ def test_ar1_exact_eps_matches_autograd_of_dense_gaussian_density(plugin_on_path
     for i in range(P - 1):
         C[i + 1, : i + 1] = a * C[i, : i + 1]
         C[: i + 1, i + 1] = C[i + 1, : i + 1]
-        C[i + 1, i + 1] = a ** 2 * C[i, i] + s2 * (1 - a ** 2)
+        C[i + 1, i + 1] = a**2 * C[i, i] + s2 * (1 - a**2)
     abar = torch.tensor([0.9, 0.5, 0.05], dtype=torch.float64)
     x_t = torch.randn(3, P, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     got = dm.exact_eps(x_t, abar, {})
     for n in range(3):
-        cov = torch.kron(abar[n] * C + (1 - abar[n]) * torch.eye(P, dtype=torch.float64), torch.eye(d, dtype=torch.float64))
+        cov = torch.kron(
+            abar[n] * C + (1 - abar[n]) * torch.eye(P, dtype=torch.float64), torch.eye(d, dtype=torch.float64)
+        )
         x = x_t[n].reshape(-1).clone().requires_grad_(True)  # vec X, row-major: index p d + k
         torch.distributions.MultivariateNormal(torch.zeros(P * d, dtype=torch.float64), cov).log_prob(x).backward()
         expected = -(1 - abar[n]).sqrt() * x.grad.reshape(P, d)  # E[E | X^t] = -sqrt(1 - abar) grad log p_t
@@ -127,6 +143,7 @@ def test_ar1_exact_eps_matches_autograd_of_dense_gaussian_density(plugin_on_path
 # The plugin through scripts/fit.py, by short name
 # ----------------------------------------------------------------------------------------------
 
+
 def test_plugin_by_short_name_runs_builtin_and_own_diagnostics(plugin_installed, tmp_path):
     res = run_fit_subprocess(tiny_ar1_args(tmp_path, "single"))
     assert res.returncode == 0, res.stderr[-4000:]
@@ -138,10 +155,18 @@ def test_plugin_under_ddp_matches_single_process_validation(plugin_importable, t
     assert res.returncode == 0, res.stderr[-4000:]
     ddp_values = check_plugin_run(tmp_path / "ar1" / "ddp")
     # the same checkpoint validated in one process (n_eval = 15: uneven shards, nothing padded)
-    cli = DiffusionCLI(args=tiny_ar1_args(tmp_path, "single", ["--run.wandb_mode=disabled", "--trainer.accelerator=cpu",
-                                                              "--trainer.devices=1"]), run=False)
-    cli.trainer.validate(cli.model, datamodule=cli.datamodule,
-                         ckpt_path=str(tmp_path / "ar1" / "ddp" / "checkpoints" / "last.ckpt"), verbose=False)
+    cli = DiffusionCLI(
+        args=tiny_ar1_args(
+            tmp_path, "single", ["--run.wandb_mode=disabled", "--trainer.accelerator=cpu", "--trainer.devices=1"]
+        ),
+        run=False,
+    )
+    cli.trainer.validate(
+        cli.model,
+        datamodule=cli.datamodule,
+        ckpt_path=str(tmp_path / "ar1" / "ddp" / "checkpoints" / "last.ckpt"),
+        verbose=False,
+    )
     for name in PLUGIN_METRICS:
         assert float(cli.trainer.callback_metrics[name]) == pytest.approx(ddp_values[name], rel=1e-5, abs=1e-7), name
 
@@ -150,19 +175,22 @@ def test_plugin_under_ddp_matches_single_process_validation(plugin_importable, t
 # Finding components: --list, a broken plugin
 # ----------------------------------------------------------------------------------------------
 
+
 def test_list_shows_builtin_and_plugin_components_with_capabilities(plugin_importable, capsys):
     with pytest.raises(SystemExit) as info:
         DiffusionCLI(args=["--list"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for name, path in [("MTGMDataModule", "diffusion_theory.datamodules.mtgm.MTGMDataModule"),
-                       ("DiffusionModule", "diffusion_theory.models.diffusion_module.DiffusionModule"),
-                       ("OneLayerTransformer", "diffusion_theory.networks.theory_transformer.OneLayerTransformer"),
-                       ("LinearAlphaSchedule", "diffusion_theory.diffusion.schedules.LinearAlphaSchedule"),
-                       ("ScoreError", "diffusion_theory.callbacks.score_error.ScoreError"),
-                       ("AR1DataModule", "dt_plugin_example.datamodule.AR1DataModule"),
-                       ("SequenceLinearDenoiser", "dt_plugin_example.network.SequenceLinearDenoiser"),
-                       ("LagOneCorrelation", "dt_plugin_example.lag_correlation.LagOneCorrelation")]:
+    for name, path in [
+        ("MTGMDataModule", "diffusion_theory.datamodules.mtgm.MTGMDataModule"),
+        ("DiffusionModule", "diffusion_theory.models.diffusion_module.DiffusionModule"),
+        ("OneLayerTransformer", "diffusion_theory.networks.theory_transformer.OneLayerTransformer"),
+        ("LinearAlphaSchedule", "diffusion_theory.diffusion.schedules.LinearAlphaSchedule"),
+        ("ScoreError", "diffusion_theory.callbacks.score_error.ScoreError"),
+        ("AR1DataModule", "dt_plugin_example.datamodule.AR1DataModule"),
+        ("SequenceLinearDenoiser", "dt_plugin_example.network.SequenceLinearDenoiser"),
+        ("LagOneCorrelation", "dt_plugin_example.lag_correlation.LagOneCorrelation"),
+    ]:
         assert any(line.split()[:2] == [name, path] for line in out.splitlines()), name
     sections = out.split("\n\n")
     data = next(s for s in sections if s.startswith("Data modules"))
@@ -190,7 +218,9 @@ def write_broken_plugin(folder: Path) -> None:
 def test_broken_plugin_is_named_and_the_others_still_load(plugin_importable, tmp_path, monkeypatch):
     write_broken_plugin(tmp_path / "site")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    with pytest.warns(registry.PluginImportWarning, match=r"'broken'.*ImportError: dt_broken_plugin needs nonexistent_dep"):
+    with pytest.warns(
+        registry.PluginImportWarning, match=r"'broken'.*ImportError: dt_broken_plugin needs nonexistent_dep"
+    ):
         failures = registry.load_components()
     assert list(failures) == ["broken"]
     listed = {c.name for items in registry.list_components().values() for c in items}
@@ -198,8 +228,10 @@ def test_broken_plugin_is_named_and_the_others_still_load(plugin_importable, tmp
     # a config naming a class the broken plugin would provide: the parse error says why
     config = tmp_path / "broken.yaml"
     config.write_text(yaml.safe_dump({"data": {"class_path": "BrokenDataModule"}}))
-    res = run_fit_subprocess(["--config", str(AR1_CONFIG), "--config", str(config), f"--run.root={tmp_path}"],
-                             env={"PYTHONPATH": str(tmp_path / "site")})
+    res = run_fit_subprocess(
+        ["--config", str(AR1_CONFIG), "--config", str(config), f"--run.root={tmp_path}"],
+        env={"PYTHONPATH": str(tmp_path / "site")},
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     error = res.stderr.split("error:", 1)[1]
     assert "BrokenDataModule" in error and "'broken'" in error and "nonexistent_dep" in error
@@ -237,12 +269,18 @@ class PlainSequences(pl.LightningDataModule):
 def test_diagnostic_on_data_without_capability_fails_before_training(tmp_path):
     (tmp_path / "plain_sequences.py").write_text(PLAIN_DATA)
     marker = tmp_path / "training_started"
-    config = {"run": {"root": str(tmp_path), "name": "plain", "experiment": "plain"},
-              "model": {"class_path": "DiffusionModule", "init_args": {
-                  "network": {"class_path": "OneLayerTransformer", "init_args": {"d": 4, "T": 5}},
-                  "schedule": {"class_path": "LinearAlphaSchedule", "init_args": {"T": 5}}}},
-              "data": {"class_path": "plain_sequences.PlainSequences", "init_args": {"marker": str(marker)}},
-              "trainer": {"max_steps": 2, "callbacks": [{"class_path": "ScoreError"}]}}
+    config = {
+        "run": {"root": str(tmp_path), "name": "plain", "experiment": "plain"},
+        "model": {
+            "class_path": "DiffusionModule",
+            "init_args": {
+                "network": {"class_path": "OneLayerTransformer", "init_args": {"d": 4, "T": 5}},
+                "schedule": {"class_path": "LinearAlphaSchedule", "init_args": {"T": 5}},
+            },
+        },
+        "data": {"class_path": "plain_sequences.PlainSequences", "init_args": {"marker": str(marker)}},
+        "trainer": {"max_steps": 2, "callbacks": [{"class_path": "ScoreError"}]},
+    }
     (tmp_path / "plain.yaml").write_text(yaml.safe_dump(config))
     res = run_fit_subprocess(["--config", str(tmp_path / "plain.yaml")], env={"PYTHONPATH": str(tmp_path)})
     assert res.returncode != 0

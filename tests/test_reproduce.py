@@ -1,4 +1,5 @@
 """scripts/reproduce.py writes its report sections from real runs (smoke scale: seconds)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,21 @@ def test_reproduce_mtgm_smoke_writes_report_section(tmp_path):
     report = tmp_path / "docs" / "reproduction.md"
     report.parent.mkdir()
     report.write_text("# Reproduction report\n\nintro kept\n")
-    cmd = [sys.executable, str(ROOT / "scripts/reproduce.py"), "mtgm", "--scale", "smoke", "--only", "fig2d",
-           "--seeds", "2", "--root", str(tmp_path / "runs"), "--report", str(report)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/reproduce.py"),
+        "mtgm",
+        "--scale",
+        "smoke",
+        "--only",
+        "fig2d",
+        "--seeds",
+        "2",
+        "--root",
+        str(tmp_path / "runs"),
+        "--report",
+        str(report),
+    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text()
@@ -20,10 +34,16 @@ def test_reproduce_mtgm_smoke_writes_report_section(tmp_path):
     assert (tmp_path / "docs" / "figures" / "mtgm_fig2d.png").stat().st_size > 1000
     for mode in ("first", "uniform", "last"):
         assert f"| {mode} |" in text
-        assert (tmp_path / "runs" / "smoke" / ("base" if mode == "uniform" else f"time-sampling={mode}")
-                / "metrics.csv").exists()
-        assert (tmp_path / "runs" / "smoke" / (("base" if mode == "uniform" else f"time-sampling={mode}") + "_seed=1")
-                / "metrics.csv").exists()
+        assert (
+            tmp_path / "runs" / "smoke" / ("base" if mode == "uniform" else f"time-sampling={mode}") / "metrics.csv"
+        ).exists()
+        assert (
+            tmp_path
+            / "runs"
+            / "smoke"
+            / (("base" if mode == "uniform" else f"time-sampling={mode}") + "_seed=1")
+            / "metrics.csv"
+        ).exists()
     assert "Mean over 2 seeds [95 % t-interval]" in text and "] |" in text
     # a second run replaces the section instead of appending a copy
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -31,11 +51,26 @@ def test_reproduce_mtgm_smoke_writes_report_section(tmp_path):
 
 
 def test_reproduce_rejects_an_unknown_scale_or_study_before_any_run(tmp_path):
-    for script, args, message in (("reproduce.py", ["mtgm", "--scale", "huge"], "--scale: mtgm has scales cpu, paper, smoke"),
-                                  ("reproduce.py", ["mtgm", "--only", "fig9"], "--only: mtgm has studies fig2a"),
-                                  ("reproduce.py", ["mtgm", "--seeds", "0"], "--seeds: at least 1 seed"),
-                                  ("reproduce_gp.py", ["--only", "fig2b"], "--only: gp has studies fig4a, attention, white")):
-        res = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args, "--root", str(tmp_path / "runs"),
-                              "--report", str(tmp_path / "r.md")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for script, args, message in (
+        ("reproduce.py", ["mtgm", "--scale", "huge"], "--scale: mtgm has scales cpu, paper, smoke"),
+        ("reproduce.py", ["mtgm", "--only", "fig9"], "--only: mtgm has studies fig2a"),
+        ("reproduce.py", ["mtgm", "--seeds", "0"], "--seeds: at least 1 seed"),
+        ("reproduce_gp.py", ["--only", "fig2b"], "--only: gp has studies fig4a, attention, white"),
+    ):
+        res = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / script),
+                *args,
+                "--root",
+                str(tmp_path / "runs"),
+                "--report",
+                str(tmp_path / "r.md"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 2 and message in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()

@@ -1,4 +1,5 @@
 """scripts/reproduce.py gp writes paper 2's report sections from real runs (smoke scale: a tiny DiT, seconds per run)."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,22 @@ def test_reproduce_gp_smoke_writes_every_section_and_figure(tmp_path):
     report = tmp_path / "docs" / "reproduction.md"
     report.parent.mkdir()
     report.write_text("# Reproduction report\n\n<!-- mtgm-intro:start -->\nkept\n<!-- mtgm-intro:end -->\n")
-    cmd = [sys.executable, str(ROOT / "scripts/reproduce.py"), "gp", "--scale", "smoke", "--seeds", "1", "--root",
-           str(tmp_path / "runs"), "--report", str(report)]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/reproduce.py"),
+        "gp",
+        "--scale",
+        "smoke",
+        "--seeds",
+        "1",
+        "--root",
+        str(tmp_path / "runs"),
+        "--report",
+        str(report),
+    ]
+    res = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text()
     assert "<!-- mtgm-intro:start -->\nkept" in text  # other papers' sections are left alone
@@ -25,10 +38,23 @@ def test_reproduce_gp_smoke_writes_every_section_and_figure(tmp_path):
     assert "white model: corr. with the GP Gamma" in text
     assert "not resolved at this scale (single seed)" in text and "(1 seed)" in text
     assert "| base (l = 64, nu = 2) | 2, 64 |" in text and "fitted nu, l per layer" in text and "frame N-1" in text
-    for fig in ("gp_fig4a_nu", "gp_fig4a_l", "gp_fig1_covariance", "gp_fig12_attention_scores", "gp_white_control",
-                "gp_fig10_qk_matrices", "gp_white_fig12_attention_scores"):
+    for fig in (
+        "gp_fig4a_nu",
+        "gp_fig4a_l",
+        "gp_fig1_covariance",
+        "gp_fig12_attention_scores",
+        "gp_white_control",
+        "gp_fig10_qk_matrices",
+        "gp_white_fig12_attention_scores",
+    ):
         assert (tmp_path / "docs" / "figures" / f"{fig}.png").stat().st_size > 3000, fig
     runs = sorted(p.name for p in (tmp_path / "runs" / "smoke" / "gp").iterdir() if p.is_dir())
     # nu = 2 at l = 64 is shared by both sweeps and trained once per n
-    assert runs == ["base", "kernel=white", "nu=1_length-scale=64_n-train=16", "nu=1_length-scale=64_n-train=32",
-                    "nu=2_length-scale=64_n-train=16", "nu=2_length-scale=64_n-train=32"]
+    assert runs == [
+        "base",
+        "kernel=white",
+        "nu=1_length-scale=64_n-train=16",
+        "nu=1_length-scale=64_n-train=32",
+        "nu=2_length-scale=64_n-train=16",
+        "nu=2_length-scale=64_n-train=32",
+    ]

@@ -1,5 +1,6 @@
 """scripts/sample.py and scripts/evaluate.py on checkpoints: one process and two (torchrun / DDP) give the same
 samples and metrics, evaluation reproduces the run's own last validation, bad input fails with one message."""
+
 from __future__ import annotations
 
 import csv
@@ -11,8 +12,8 @@ import sys
 import lightning.pytorch as pl
 import pytest
 import torch
-
 from conftest import ROOT, last_value, read_metrics, subprocess_env
+
 from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
 from diffusion_theory.diffusion.generation import chunk_generator
@@ -22,8 +23,16 @@ from diffusion_theory.networks.dit import DiT
 from diffusion_theory.sampling_run import SampleRequest, sample_checkpoint
 
 TINY = ROOT / "tests" / "configs" / "gp_tiny.yaml"
-COMPARED = ["val/ddpm_loss", "val/score_error", "val/bayes_gap", "val/cov_rel_error", "val/qk_ee_share",
-            "val/attn_gamma_corr", "val/attn_gamma_corr/step_800", "val/attn_ref_corr"]
+COMPARED = [
+    "val/ddpm_loss",
+    "val/score_error",
+    "val/bayes_gap",
+    "val/cov_rel_error",
+    "val/qk_ee_share",
+    "val/attn_gamma_corr",
+    "val/attn_gamma_corr/step_800",
+    "val/attn_ref_corr",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +42,28 @@ def tiny_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "disabled")
         mp.chdir(ROOT)
-        DiffusionCLI(args=["--config", str(ROOT / "configs/gp.yaml"), "--config", str(TINY), f"--run.root={root}",
-                           "--run.name=tiny"])
+        DiffusionCLI(
+            args=[
+                "--config",
+                str(ROOT / "configs/gp.yaml"),
+                "--config",
+                str(TINY),
+                f"--run.root={root}",
+                "--run.name=tiny",
+            ]
+        )
     return root / "gp" / "tiny"
 
 
 def run_script(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, env=subprocess_env({"OMP_NUM_THREADS": "1"}),
-                         capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=subprocess_env({"OMP_NUM_THREADS": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     return res
 
@@ -57,8 +80,18 @@ def test_sample_script_one_and_two_processes_draw_the_same_samples(tiny_run, tmp
     common = ["--ckpt", str(ckpt), "-n", "10", "--steps", "5", "--chunk_size", "4", "--seed", "3", "--no_progress"]
     run_script(["scripts/sample.py", *common, "--out", str(tmp_path / "one")])
     # 3 chunks (4 + 4 + 2 rows): rank 0 draws chunks 0 and 2, rank 1 chunk 1
-    run_script(["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "scripts/sample.py", *common,
-                "--out", str(tmp_path / "two")])
+    run_script(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "scripts/sample.py",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ]
+    )
     one, two = torch.load(tmp_path / "one.pt", weights_only=True), torch.load(tmp_path / "two.pt", weights_only=True)
     assert one.shape == (10, 8, 2) and torch.equal(one, two)
     settings = json.loads((tmp_path / "one.json").read_text())
@@ -82,8 +115,14 @@ def conditional_checkpoint(tmp_path):
             if p.requires_grad:
                 p.normal_(0, 0.2)
     module = DiffusionModule(net, ContinuousVPSchedule(T=5.0), condition_keys=["y"], label_dropout=0.1)
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                         default_root_dir=tmp_path, enable_checkpointing=False)
+    trainer = pl.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
     trainer.strategy.connect(module)
     module.trainer = trainer
     path = tmp_path / "checkpoints" / "cond.ckpt"
@@ -93,23 +132,49 @@ def conditional_checkpoint(tmp_path):
 
 def test_sample_a_class_conditional_checkpoint_with_guidance(tmp_path, capsys):
     module, ckpt = conditional_checkpoint(tmp_path)
-    paths = sample_checkpoint(SampleRequest(ckpt=str(ckpt), n=3, classes=[0, 2], guidance_scale=2.0, steps=6,
-                                            sampler="ode", chunk_size=16, seed=5, progress=False))
+    paths = sample_checkpoint(
+        SampleRequest(
+            ckpt=str(ckpt),
+            n=3,
+            classes=[0, 2],
+            guidance_scale=2.0,
+            steps=6,
+            sampler="ode",
+            chunk_size=16,
+            seed=5,
+            progress=False,
+        )
+    )
     samples = torch.load(paths["samples"], weights_only=True)
     labels = json.loads(paths["settings"].read_text())["labels"]
     assert samples.shape == (6, 4, 2) and labels == [0, 0, 0, 2, 2, 2]
     assert paths["samples"].parent == tmp_path / "samples" and paths["figure"].exists()
-    expected = module.sample(6, y=torch.tensor(labels), guidance_scale=2.0, sampler="ode", n_steps=6,
-                             generator=chunk_generator(5, 0, module.device), progress=False)
+    expected = module.sample(
+        6,
+        y=torch.tensor(labels),
+        guidance_scale=2.0,
+        sampler="ode",
+        n_steps=6,
+        generator=chunk_generator(5, 0, module.device),
+        progress=False,
+    )
     assert torch.allclose(samples, expected, atol=1e-5)
-    unguided = module.sample(6, y=torch.tensor(labels), sampler="ode", n_steps=6,
-                             generator=chunk_generator(5, 0, module.device), progress=False)
+    unguided = module.sample(
+        6,
+        y=torch.tensor(labels),
+        sampler="ode",
+        n_steps=6,
+        generator=chunk_generator(5, 0, module.device),
+        progress=False,
+    )
     assert not torch.allclose(samples, unguided, atol=1e-3)  # the guidance scale was used
     main = script_main("sample")
-    for argv, message in [(["-n", "2"], "pass --classes, or --unconditional"),
-                          (["-n", "2", "--classes", "0,3"], "the model has 3 classes"),
-                          (["-n", "0", "--classes", "0"], "-n: must be an integer >= 1"),
-                          (["-n", "2", "--guidance_scale", "2"], "--guidance_scale: classifier-free guidance needs")]:
+    for argv, message in [
+        (["-n", "2"], "pass --classes, or --unconditional"),
+        (["-n", "2", "--classes", "0,3"], "the model has 3 classes"),
+        (["-n", "0", "--classes", "0"], "-n: must be an integer >= 1"),
+        (["-n", "2", "--guidance_scale", "2"], "--guidance_scale: classifier-free guidance needs"),
+    ]:
         with pytest.raises(SystemExit) as exit_info:
             main(["--ckpt", str(ckpt), "--no_progress", *argv])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
@@ -127,8 +192,18 @@ def test_evaluate_reproduces_the_run_and_two_processes_give_the_same_metrics(tin
         rows = {r["metric"]: float(r["value"]) for r in csv.DictReader(f)}
     assert written == rows == single
     assert (tmp_path / "single" / "figures" / "fig12_attention_scores.png").exists()
-    run_script(["scripts/evaluate.py", "--ckpt", str(ckpt), "--out", str(tmp_path / "ddp"), "--trainer.strategy=ddp",
-                "--trainer.devices=2", "--trainer.accelerator=cpu"])
+    run_script(
+        [
+            "scripts/evaluate.py",
+            "--ckpt",
+            str(ckpt),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--trainer.strategy=ddp",
+            "--trainer.devices=2",
+            "--trainer.accelerator=cpu",
+        ]
+    )
     ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())["metrics"]
     assert set(ddp) == set(single)
     for name, value in single.items():
@@ -153,7 +228,9 @@ def test_sample_pictures_fit_the_shape_of_the_data():
     from diffusion_theory.plotting.samples import samples_figure
 
     g = torch.Generator().manual_seed(0)
-    images = samples_figure(torch.rand(6, 3, 8, 8, generator=g).numpy(), "images", labels=torch.tensor([0, 0, 0, 1, 1, 1]).numpy())
+    images = samples_figure(
+        torch.rand(6, 3, 8, 8, generator=g).numpy(), "images", labels=torch.tensor([0, 0, 0, 1, 1, 1]).numpy()
+    )
     shown = [ax for ax in images.axes if ax.images]
     assert len(shown) == 6 and shown[0].images[0].get_array().shape == (8, 8, 3)  # a 2 x 3 grid of RGB images
     assert [ax.get_ylabel() for ax in images.axes if ax.get_ylabel()] == ["class 0", "class 1"]

@@ -1,12 +1,13 @@
 """Data modules: the public evaluation set and sample shape; the start-up check of the network's input_shape
 against the data (configs/gp.yaml interpolates it from data.N and data.d)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, run_fit_subprocess
+
 from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
 from diffusion_theory.datamodules.mtgm import MTGMDataModule
 from diffusion_theory.datamodules.shapes import SampleShapeError, check_sample_shape
@@ -15,8 +16,10 @@ GP_TINY = ["--config", str(ROOT / "configs/gp.yaml"), "--config", str(ROOT / "te
 
 
 def data_modules():
-    return [MTGMDataModule(d=8, M=4, K=2, P=16, n_eval=6, eval_batch_size=4),
-            GaussianProcessDataModule(N=6, d=2, length_scale=4.0, n_train=8, n_eval=5, eval_batch_size=2)]
+    return [
+        MTGMDataModule(d=8, M=4, K=2, P=16, n_eval=6, eval_batch_size=4),
+        GaussianProcessDataModule(N=6, d=2, length_scale=4.0, n_train=8, n_eval=5, eval_batch_size=2),
+    ]
 
 
 @pytest.mark.parametrize("dm", data_modules(), ids=["mtgm", "gp"])
@@ -54,15 +57,21 @@ def test_check_sample_shape():
     with pytest.raises(SampleShapeError) as err:
         check_sample_shape(dm, Net((8, 2)))
     message = str(err.value)
-    for part in ("model.init_args.network.init_args.input_shape = [8, 2]", "data.init_args.N = 6",
-                 "data.init_args.d = 2", "${data.init_args.N}"):
+    for part in (
+        "model.init_args.network.init_args.input_shape = [8, 2]",
+        "data.init_args.N = 6",
+        "data.init_args.d = 2",
+        "${data.init_args.N}",
+    ):
         assert part in message, part
 
 
 def test_gp_config_input_shape_follows_data_N(tmp_path):
     """configs/gp.yaml with --data.init_args.N=64 trains: input_shape is interpolated from the data."""
-    res = run_fit_subprocess([*GP_TINY, f"--run.root={tmp_path}", "--run.name=n64", "--data.init_args.N=64",
-                              "--trainer.max_steps=5"], env={"OMP_NUM_THREADS": "1"})
+    res = run_fit_subprocess(
+        [*GP_TINY, f"--run.root={tmp_path}", "--run.name=n64", "--data.init_args.N=64", "--trainer.max_steps=5"],
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / "gp" / "n64"
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -71,8 +80,16 @@ def test_gp_config_input_shape_follows_data_N(tmp_path):
 
 
 def test_input_shape_mismatch_fails_before_the_run_exists(tmp_path):
-    res = run_fit_subprocess([*GP_TINY, f"--run.root={tmp_path}", "--run.name=bad", "--data.init_args.N=16",
-                              "--model.init_args.network.init_args.input_shape=[8,2]"], env={"OMP_NUM_THREADS": "1"})
+    res = run_fit_subprocess(
+        [
+            *GP_TINY,
+            f"--run.root={tmp_path}",
+            "--run.name=bad",
+            "--data.init_args.N=16",
+            "--model.init_args.network.init_args.input_shape=[8,2]",
+        ],
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode != 0
     assert "input_shape = [8, 2]" in res.stderr and "data.init_args.N = 16" in res.stderr
     assert not (tmp_path / "gp").exists()  # no run folder, hence no W&B run

@@ -1,14 +1,21 @@
 """Samplers driven by the exact noise predictor of a tiny Gaussian process must reproduce its law."""
+
 import math
 
 import pytest
 import torch
 
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
-from diffusion_theory.diffusion.samplers import (ddim, ddpm_ancestral, probability_flow_ode, respaced_steps,
-                                                 reverse_sde_euler_maruyama)
+from diffusion_theory.diffusion.samplers import (
+    ddim,
+    ddpm_ancestral,
+    probability_flow_ode,
+    respaced_steps,
+    reverse_sde_euler_maruyama,
+)
 from diffusion_theory.diffusion.schedules import LinearBetaSchedule
 from diffusion_theory.distributions.gaussian_process import GaussianProcessSequences
+
 
 @pytest.fixture(autouse=True, scope="module")
 def single_thread():
@@ -69,26 +76,36 @@ def test_ddim_reproduces_the_gaussian_law_and_is_deterministic():
 
 def test_ddim_with_eta_one_is_stochastic_and_still_right():
     schedule = LinearBetaSchedule(T=1000)
-    x = ddim(GP.exact_eps_fn(schedule), schedule, SHAPE, n_steps=500, eta=1.0,
-             generator=torch.Generator().manual_seed(0))
+    x = ddim(
+        GP.exact_eps_fn(schedule), schedule, SHAPE, n_steps=500, eta=1.0, generator=torch.Generator().manual_seed(0)
+    )
     mean_z, cov_err = law_errors(x)
     assert mean_z < MEAN_Z_TOL and cov_err < COV_TOL
 
 
 def test_reverse_sde_reproduces_the_early_stopped_law():
     schedule = ContinuousVPSchedule(T=10.0, t0=1e-3)
-    x = reverse_sde_euler_maruyama(GP.exact_eps_fn(schedule), schedule, SHAPE, n_steps=1000,
-                                   generator=torch.Generator().manual_seed(0))
+    x = reverse_sde_euler_maruyama(
+        GP.exact_eps_fn(schedule), schedule, SHAPE, n_steps=1000, generator=torch.Generator().manual_seed(0)
+    )
     mean_z, cov_err = law_errors(x, abar_end=math.exp(-1e-3))
     assert mean_z < MEAN_Z_TOL and cov_err < COV_TOL
 
 
-@pytest.mark.parametrize("method, n_steps, spacing", [("heun", 100, "uniform"), ("heun", 50, "log"),
-                                                      ("euler", 400, "uniform")])
+@pytest.mark.parametrize(
+    "method, n_steps, spacing", [("heun", 100, "uniform"), ("heun", 50, "log"), ("euler", 400, "uniform")]
+)
 def test_probability_flow_ode_reproduces_the_early_stopped_law(method, n_steps, spacing):
     schedule = ContinuousVPSchedule(T=10.0, t0=1e-3)
-    x = probability_flow_ode(GP.exact_eps_fn(schedule), schedule, SHAPE, n_steps=n_steps, method=method,
-                             spacing=spacing, generator=torch.Generator().manual_seed(0))
+    x = probability_flow_ode(
+        GP.exact_eps_fn(schedule),
+        schedule,
+        SHAPE,
+        n_steps=n_steps,
+        method=method,
+        spacing=spacing,
+        generator=torch.Generator().manual_seed(0),
+    )
     mean_z, cov_err = law_errors(x, abar_end=math.exp(-1e-3))
     assert mean_z < MEAN_Z_TOL and cov_err < COV_TOL
 
@@ -108,8 +125,15 @@ def test_callback_is_called_at_the_requested_steps():
     schedule = LinearBetaSchedule(T=1000)
     calls = []
     x_T = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(0))
-    out = ddim(GP.exact_eps_fn(schedule), schedule, (3, 4, 2), n_steps=10, x_T=x_T, callback_steps={0, 4, 10},
-               callback=lambda k, t, x: calls.append((k, t.clone(), x.clone())))
+    out = ddim(
+        GP.exact_eps_fn(schedule),
+        schedule,
+        (3, 4, 2),
+        n_steps=10,
+        x_T=x_T,
+        callback_steps={0, 4, 10},
+        callback=lambda k, t, x: calls.append((k, t.clone(), x.clone())),
+    )
     assert [k for k, _, _ in calls] == [0, 4, 10]
     steps = respaced_steps(1000, 10)
     assert steps[0] == 1000 and steps[-1] == 1 and len(steps) == 10
@@ -119,8 +143,13 @@ def test_callback_is_called_at_the_requested_steps():
 
     continuous = ContinuousVPSchedule(T=10.0, t0=1e-3)
     seen = []
-    reverse_sde_euler_maruyama(GP.exact_eps_fn(continuous), continuous, (3, 4, 2), n_steps=20,
-                               callback=lambda k, t, x: seen.append((k, t[0].item())))
+    reverse_sde_euler_maruyama(
+        GP.exact_eps_fn(continuous),
+        continuous,
+        (3, 4, 2),
+        n_steps=20,
+        callback=lambda k, t, x: seen.append((k, t[0].item())),
+    )
     assert [k for k, _ in seen] == list(range(21))
     assert seen[0][1] == pytest.approx(10.0) and seen[-1][1] == pytest.approx(1e-3)
     assert all(a[1] > b[1] for a, b in zip(seen, seen[1:]))

@@ -1,5 +1,6 @@
 """SLURM: Lightning's auto-requeue on SIGUSR1 writes an HPC checkpoint and calls `scontrol requeue`; the requeued
 job (same SLURM_JOB_ID) resumes it in the same run folder with the same W&B id (diffusion_theory/slurm.py)."""
+
 from __future__ import annotations
 
 import os
@@ -10,11 +11,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from conftest import ROOT, run_fit_subprocess, subprocess_env, tiny_mtgm_args
+from test_fit_cli import descendants
+
 from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.slurm import requeue_checkpoint
-from test_fit_cli import descendants
 
 JOB_ID = "4242"
 
@@ -26,9 +27,16 @@ def slurm_env(tmp_path: Path) -> dict:
     scontrol = bin_dir / "scontrol"
     scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
     scontrol.chmod(0o755)
-    return {"SLURM_JOB_ID": JOB_ID, "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "dt-fit", "SLURM_PROCID": "0",
-            "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost",
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return {
+        "SLURM_JOB_ID": JOB_ID,
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_NAME": "dt-fit",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "localhost",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def step_of(path: Path) -> int:
@@ -40,8 +48,13 @@ def test_sigusr1_writes_hpc_checkpoint_requeues_and_the_next_start_resumes_it(tm
     extra = ["--run.checkpoint_every_n_steps=5", "--data.init_args.steps_per_epoch=100000"]
     args = [a for a in tiny_mtgm_args(tmp_path, max_steps=1000000, extra=extra) if not a.startswith("--run.name")]
     run_dir = tmp_path / "mtgm" / f"slurm-{JOB_ID}"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts/fit.py"), *args], cwd=ROOT, env=subprocess_env(env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     last, hpc = run_dir / "checkpoints" / "last.ckpt", run_dir / "hpc_ckpt_1.ckpt"
     deadline = time.time() + 240
     while time.time() < deadline and not last.exists() and proc.poll() is None:  # training is under way
@@ -61,7 +74,9 @@ def test_sigusr1_writes_hpc_checkpoint_requeues_and_the_next_start_resumes_it(tm
     newest = max((hpc, last), key=lambda p: p.stat().st_mtime)
     resumed_step = step_of(newest)
     assert resumed_step >= 1
-    args = [a for a in tiny_mtgm_args(tmp_path, max_steps=resumed_step + 5, extra=extra) if not a.startswith("--run.name")]
+    args = [
+        a for a in tiny_mtgm_args(tmp_path, max_steps=resumed_step + 5, extra=extra) if not a.startswith("--run.name")
+    ]
     res = run_fit_subprocess(args, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"Restoring states from the checkpoint path at {newest}" in res.stdout + res.stderr
@@ -93,8 +108,9 @@ def test_requeue_checkpoint_is_the_newest_and_only_under_slurm(tmp_path, monkeyp
 
 def test_sbatch_example_requeues_on_sigusr1_and_launches_fit_with_srun(tmp_path, monkeypatch):
     script = ROOT / "scripts" / "slurm" / "fit.sbatch"
-    directives = [line.split(None, 1)[1].strip() for line in script.read_text().splitlines()
-                  if line.startswith("#SBATCH")]
+    directives = [
+        line.split(None, 1)[1].strip() for line in script.read_text().splitlines() if line.startswith("#SBATCH")
+    ]
     assert "--signal=SIGUSR1@90" in directives and "--requeue" in directives  # to the tasks, not only B(atch)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     # run it with a fake srun that records its command line, as SLURM would start it on 2 nodes x 4 tasks
@@ -102,17 +118,34 @@ def test_sbatch_example_requeues_on_sigusr1_and_launches_fit_with_srun(tmp_path,
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "srun.args"}\n')
     (bin_dir / "srun").chmod(0o755)
-    env = subprocess_env({"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(ROOT),
-                          "SLURM_JOB_ID": JOB_ID, "SLURM_NTASKS_PER_NODE": "4", "SLURM_NNODES": "2"})
-    res = subprocess.run(["bash", str(script), "configs/mtgm.yaml", "--trainer.max_steps=7"], env=env,
-                         capture_output=True, text=True)
+    env = subprocess_env(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "SLURM_SUBMIT_DIR": str(ROOT),
+            "SLURM_JOB_ID": JOB_ID,
+            "SLURM_NTASKS_PER_NODE": "4",
+            "SLURM_NNODES": "2",
+        }
+    )
+    res = subprocess.run(
+        ["bash", str(script), "configs/mtgm.yaml", "--trainer.max_steps=7"], env=env, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
     argv = (tmp_path / "srun.args").read_text().splitlines()
     assert argv[:2] == ["python", "scripts/fit.py"]
     # the arguments parse with our CLI (on this CPU machine: accelerator overridden, one device)
     monkeypatch.setenv("SLURM_JOB_ID", JOB_ID)
-    cli = DiffusionCLI(args=argv[2:] + ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.num_nodes=1",
-                                        f"--run.root={tmp_path}", "--run.wandb_mode=disabled"], run=False)
+    cli = DiffusionCLI(
+        args=argv[2:]
+        + [
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=1",
+            "--trainer.num_nodes=1",
+            f"--run.root={tmp_path}",
+            "--run.wandb_mode=disabled",
+        ],
+        run=False,
+    )
     assert cli.trainer.max_steps == 7 and cli.config["trainer.accelerator"] == "cpu"
     assert "--trainer.devices=4" in argv and "--trainer.num_nodes=2" in argv
     assert cli.run_dir.name == f"slurm-{JOB_ID}"

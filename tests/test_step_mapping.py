@@ -1,5 +1,6 @@
 """Paper 2's backward steps (Fig. 5, 12: k of the DiT code base's 1000-step linear-beta DDPM) map to our
 process by noise level (equal alpha-bar), checked against a hand-written product and a brute-force search."""
+
 import math
 
 import pytest
@@ -7,8 +8,13 @@ import torch
 
 from diffusion_theory.callbacks.attention_sampling import PAPER_STEPS, map_steps
 from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
-from diffusion_theory.diffusion.samplers import (alpha_bar_at, callback_times, reference_alpha_bar, respaced_steps,
-                                                 steps_at_noise_levels)
+from diffusion_theory.diffusion.samplers import (
+    alpha_bar_at,
+    callback_times,
+    reference_alpha_bar,
+    respaced_steps,
+    steps_at_noise_levels,
+)
 from diffusion_theory.diffusion.schedules import LinearBetaSchedule
 
 

@@ -1,13 +1,14 @@
 """configs/sweeps/mtgm_K.yaml and gp_n.yaml: the command lines W&B's agent builds from them parse with our CLI
 and set the swept values (W&B's server is not reachable here, so the agent's own formatting is replayed)."""
+
 from __future__ import annotations
 
 import itertools
 
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from diffusion_theory.cli import DiffusionCLI
 
 SWEEPS = ["configs/sweeps/mtgm_K.yaml", "configs/sweeps/gp_n.yaml"]

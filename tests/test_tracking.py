@@ -1,5 +1,6 @@
 """Tracking and checkpoint plumbing: AtomicCheckpointIO next to other plugins, checkpoints as W&B artifacts,
 offline segments of a resumed run uploaded oldest first (diffusion_theory/wandb_sync.py, scripts/wandb_sync.py)."""
+
 from __future__ import annotations
 
 import logging
@@ -7,18 +8,18 @@ import subprocess
 import sys
 
 import pytest
+import wandb_log
+from conftest import ROOT, tiny_mtgm_args
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.plugins.precision import DoublePrecision
 
-import wandb_log
-from conftest import ROOT, tiny_mtgm_args
 from diffusion_theory.checkpointing import AtomicCheckpointIO, with_atomic_checkpoint_io
 from diffusion_theory.cli import DiffusionCLI
 from diffusion_theory.wandb_sync import offline_segments, sync_commands, wandb_sync_has_append
 
-
 # -- AtomicCheckpointIO --------------------------------------------------------------------------
+
 
 def test_atomic_checkpoint_io_is_appended_to_other_plugins():
     env = LightningEnvironment()
@@ -30,17 +31,27 @@ def test_atomic_checkpoint_io_is_appended_to_other_plugins():
     assert with_atomic_checkpoint_io([env, user_io]) == [env, user_io]  # the user's CheckpointIO wins
 
 
-@pytest.mark.parametrize("plugins,expected_io", [
-    ([], AtomicCheckpointIO),
-    (["lightning.pytorch.plugins.precision.DoublePrecision"], AtomicCheckpointIO),  # any other plugin
-    (["lightning.pytorch.plugins.precision.DoublePrecision", "lightning.fabric.plugins.TorchCheckpointIO"],
-     TorchCheckpointIO),
-])
+@pytest.mark.parametrize(
+    "plugins,expected_io",
+    [
+        ([], AtomicCheckpointIO),
+        (["lightning.pytorch.plugins.precision.DoublePrecision"], AtomicCheckpointIO),  # any other plugin
+        (
+            ["lightning.pytorch.plugins.precision.DoublePrecision", "lightning.fabric.plugins.TorchCheckpointIO"],
+            TorchCheckpointIO,
+        ),
+    ],
+)
 def test_trainer_keeps_config_plugins_and_atomic_io(tmp_path, plugins, expected_io):
     config = tmp_path / "plugins.yaml"
-    config.write_text("trainer:\n  plugins:\n" + "".join(f"    - class_path: {p}\n" for p in plugins)
-                      if plugins else "trainer:\n  plugins: null\n")
-    cli = DiffusionCLI(args=tiny_mtgm_args(tmp_path) + ["--config", str(config), "--run.wandb_mode=disabled"], run=False)
+    config.write_text(
+        "trainer:\n  plugins:\n" + "".join(f"    - class_path: {p}\n" for p in plugins)
+        if plugins
+        else "trainer:\n  plugins: null\n"
+    )
+    cli = DiffusionCLI(
+        args=tiny_mtgm_args(tmp_path) + ["--config", str(config), "--run.wandb_mode=disabled"], run=False
+    )
     io = cli.trainer.strategy.checkpoint_io
     assert type(io) is expected_io
     if plugins:
@@ -48,6 +59,7 @@ def test_trainer_keeps_config_plugins_and_atomic_io(tmp_path, plugins, expected_
 
 
 # -- checkpoints as W&B artifacts ----------------------------------------------------------------
+
 
 def artifact_records(run_dir):
     from wandb.proto import wandb_internal_pb2
@@ -82,6 +94,7 @@ def test_checkpoints_are_not_artifacts_by_default(tmp_path):
 
 # -- offline segments of a resumed run -----------------------------------------------------------
 
+
 def logged_steps(segment) -> list[float]:
     from wandb.proto import wandb_internal_pb2
 
@@ -90,8 +103,11 @@ def logged_steps(segment) -> list[float]:
         rec = wandb_internal_pb2.Record()
         rec.ParseFromString(raw)
         if rec.WhichOneof("record_type") == "history":
-            steps += [float(i.value_json) for i in rec.history.item
-                      if (i.key or "/".join(i.nested_key)) == "trainer/global_step"]
+            steps += [
+                float(i.value_json)
+                for i in rec.history.item
+                if (i.key or "/".join(i.nested_key)) == "trainer/global_step"
+            ]
     return steps
 
 
@@ -106,8 +122,9 @@ def test_resumed_run_segments_sync_oldest_first(tmp_path):
     assert max(first) <= 10 < max(second) and min(second) >= 10  # oldest first: the first fit, then the resumed one
     assert sync_commands(segments, append=True) == [f"wandb sync {segments[0]}", f"wandb sync --append {segments[1]}"]
     assert sync_commands(segments, append=False) == [f"wandb sync {segments[0]} {segments[1]}"]
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/wandb_sync.py"), str(run_dir)], capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/wandb_sync.py"), str(run_dir)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert out == sync_commands(segments)
 
 

@@ -5,6 +5,7 @@ blocks of chunks, each with a 7-byte header (crc32, length, type: 1 full, 2 firs
 4 last); a block tail shorter than a header is zero padding. Chunks join into protobuf
 ``Record``s. Recent W&B releases moved their own reader out of Python, so tests use this one.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,11 @@ def read_records(path: Path) -> list[bytes]:
         if room < HEADER:
             pos += room
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
         if kind == 0 and length == 0:
             pos += room  # zero padding up to the block end
             continue
-        chunk = data[pos + HEADER:pos + HEADER + length]
+        chunk = data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind == 1:
             records.append(chunk)

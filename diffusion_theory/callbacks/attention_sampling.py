@@ -26,6 +26,7 @@ correlation, and Gamma (and the reference kernel) in the last column(s).
 Under DDP each rank draws its chunks of samples (``diffusion.generation.for_each_chunk``); the sums of
 the score matrices are all-reduced (float64), so every rank computes the same correlations.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,20 +38,27 @@ import torch
 from torch import Tensor
 
 from diffusion_theory import plotting
-from diffusion_theory.diffusion.generation import all_reduce_sum, for_each_chunk
-from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
+from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
+from diffusion_theory.diffusion.generation import all_reduce_sum, for_each_chunk
+from diffusion_theory.diffusion.samplers import (
+    alpha_bar_at,
+    callback_times,
+    default_steps,
+    reference_alpha_bar,
+    resolve_sampler,
+    steps_at_noise_levels,
+)
 from diffusion_theory.distributions.gaussian_process import kernel_matrix
 from diffusion_theory.metrics.attention import score_kernel_similarity
-from diffusion_theory.diffusion.samplers import (alpha_bar_at, callback_times, default_steps, reference_alpha_bar,
-                                                 resolve_sampler, steps_at_noise_levels)
 from diffusion_theory.protocols import KnowsCovariance, RecordsAttention
 
 PAPER_STEPS = (0, 50, 100, 200, 400, 800, 1000)
 
 
-def map_steps(steps: Sequence[int], reference_steps: int, schedule, n_steps: int | None,
-              spacing: str = "uniform") -> list[int]:
+def map_steps(
+    steps: Sequence[int], reference_steps: int, schedule, n_steps: int | None, spacing: str = "uniform"
+) -> list[int]:
     """Sampler step index (0 .. K) of each paper step k: the step whose state has the noise level (abar) nearest
     to that after k of ``reference_steps`` backward steps of the paper's linear-beta DDPM (paper 2, Fig. 5, 12)."""
     grid = alpha_bar_at(schedule, callback_times(schedule, n_steps, spacing))  # (K + 1,)
@@ -75,25 +83,42 @@ class AttentionAlongSampling(GenerationDiagnostic):
 
     requires = (("network", RecordsAttention), ("data", KnowsCovariance))
 
-    def __init__(self, every_n_epochs: int = 1, n_samples: int = 256, steps: list[int] = list(PAPER_STEPS),
-                 reference_steps: int = 1000, sampler: str = "auto", n_steps: int | None = None,
-                 sampler_options: dict[str, Any] | None = None, chunk_size: int = 256, seed: int = 1,
-                 exclude_diagonal: bool = False,
-                 reference_length_scale: float | None = None, reference_nu: float = 2.0):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        n_samples: int = 256,
+        steps: list[int] = list(PAPER_STEPS),  # noqa: B006 (jsonargparse shows it)
+        reference_steps: int = 1000,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        chunk_size: int = 256,
+        seed: int = 1,
+        exclude_diagonal: bool = False,
+        reference_length_scale: float | None = None,
+        reference_nu: float = 2.0,
+    ):
         super().__init__(every_n_epochs)
         if n_samples < 1:
             raise ValueError(f"AttentionAlongSampling.n_samples must be >= 1; got {n_samples}")
         if reference_steps < 1:
             raise ValueError(f"AttentionAlongSampling.reference_steps must be >= 1; got {reference_steps}")
         if not steps or any(not 0 <= k <= reference_steps for k in steps):
-            raise ValueError(f"AttentionAlongSampling.steps must be a non-empty list in [0, reference_steps = "
-                             f"{reference_steps}]; got {steps}")
+            raise ValueError(
+                f"AttentionAlongSampling.steps must be a non-empty list in [0, reference_steps = "
+                f"{reference_steps}]; got {steps}"
+            )
         if reference_length_scale is not None and not reference_length_scale > 0:
-            raise ValueError(f"AttentionAlongSampling.reference_length_scale must be > 0 or null; "
-                             f"got {reference_length_scale}")
+            raise ValueError(
+                f"AttentionAlongSampling.reference_length_scale must be > 0 or null; got {reference_length_scale}"
+            )
         if not 0 < reference_nu <= 2:
             raise ValueError(f"AttentionAlongSampling.reference_nu must lie in (0, 2]; got {reference_nu}")
-        self.n_samples, self.steps, self.reference_steps = n_samples, sorted(set(int(k) for k in steps)), reference_steps
+        self.n_samples, self.steps, self.reference_steps = (
+            n_samples,
+            sorted(set(int(k) for k in steps)),
+            reference_steps,
+        )
         self.sampler, self.n_steps, self.chunk_size, self.seed = sampler, n_steps, chunk_size, seed
         self.sampler_options = dict(sampler_options or {})
         self.exclude_diagonal = exclude_diagonal
@@ -110,8 +135,9 @@ class AttentionAlongSampling(GenerationDiagnostic):
     def mean_scores(self, trainer: pl.Trainer, pl_module) -> tuple[Tensor, list[int]]:
         """Sample-averaged scores (n_rec, L, H, N, N) float64 on every rank, and the sampler steps recorded."""
         name, total = self.sampler_steps(pl_module)
-        recorded = map_steps(self.steps, self.reference_steps, pl_module.schedule, total,
-                             self.sampler_options.get("spacing", "uniform"))
+        recorded = map_steps(
+            self.steps, self.reference_steps, pl_module.schedule, total, self.sampler_options.get("spacing", "uniform")
+        )
         unique = sorted(set(recorded))
         net = pl_module.inference_network
         sums: dict[int, Tensor] = {}
@@ -124,8 +150,16 @@ class AttentionAlongSampling(GenerationDiagnostic):
             sums[k] = sums[k] + total_k if k in sums else total_k
 
         def draw(chunk: int, start: int, rows: int, generator: torch.Generator) -> None:
-            pl_module.sample(rows, sampler=name, n_steps=self.n_steps, generator=generator, callback=record,
-                             callback_steps=set(unique), progress=False, **self.sampler_options)
+            pl_module.sample(
+                rows,
+                sampler=name,
+                n_steps=self.n_steps,
+                generator=generator,
+                callback=record,
+                callback_steps=set(unique),
+                progress=False,
+                **self.sampler_options,
+            )
 
         for_each_chunk(trainer, pl_module, self.n_samples, self.chunk_size, self.seed, draw)
         if not sums:  # a rank with no chunk still takes part in the all-reduce
@@ -162,8 +196,9 @@ class AttentionAlongSampling(GenerationDiagnostic):
             ref_corr = score_kernel_similarity(maps, ref, self.exclude_diagonal)
             values["val/attn_ref_corr"] = float(ref_corr[-1].max())
             values |= {f"val/attn_ref_corr/layer_{layer}": float(ref_corr[-1, layer]) for layer in range(L)}
-            kernels.append((f"reference kernel l={self.reference_length_scale:g}, nu={self.reference_nu:g}", ref,
-                            ref_corr))
+            kernels.append(
+                (f"reference kernel l={self.reference_length_scale:g}, nu={self.reference_nu:g}", ref, ref_corr)
+            )
         self._figure = (maps.numpy(), kernels, recorded)
         return values
 
@@ -176,11 +211,17 @@ class AttentionAlongSampling(GenerationDiagnostic):
         name, corr = kernels[0][0], kernels[0][2]
         extra = np.stack([np.broadcast_to(k.numpy(), (L, N, N)) for _, k, _ in kernels], 1)  # (L, n_kernels, N, N)
         grid = np.concatenate([maps.transpose(1, 0, 2, 3), extra], 1)  # (L, S + n_kernels, N, N)
-        titles = [[f"r={float(corr[s, layer]):.2f}" for s in range(S)] + [n.split(" ")[0] for n, _, _ in kernels]
-                  for layer in range(L)]
+        titles = [
+            [f"r={float(corr[s, layer]):.2f}" for s in range(S)] + [n.split(" ")[0] for n, _, _ in kernels]
+            for layer in range(L)
+        ]
         cols = [f"step {k}\n(sampler {r})" for k, r in zip(self.steps, recorded)] + [n for n, _, _ in kernels]
         fig = plotting.heatmap_grid(
-            grid, [f"layer {layer + 1}" for layer in range(L)], cols,
+            grid,
+            [f"layer {layer + 1}" for layer in range(L)],
+            cols,
             f"Fig. 12: mean attention scores (QY)^T KY along the backward process, step {trainer.global_step}; "
-            f"r = correlation with {name}", cell_titles=titles)
+            f"r = correlation with {name}",
+            cell_titles=titles,
+        )
         save_figure(trainer, fig, "fig12_attention_scores")

@@ -13,6 +13,7 @@ Checkpoint format (``save_auxiliary`` / ``load_auxiliary``): a plain dict
 loaded with ``torch.load(weights_only=True)`` (no pickled objects: safe for checkpoints from elsewhere).
 The class is imported by its path and built with ``init_args``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -30,8 +31,14 @@ def save_auxiliary(module: nn.Module, path: str | Path, init_args: dict[str, Any
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cls = type(module)
-    torch.save({"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(init_args or {}),
-                "state_dict": module.state_dict()}, path)
+    torch.save(
+        {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": dict(init_args or {}),
+            "state_dict": module.state_dict(),
+        },
+        path,
+    )
     return path
 
 
@@ -44,8 +51,10 @@ def load_auxiliary(path: str | Path, field: str = "aux_checkpoint") -> nn.Module
         raise FileNotFoundError(f"{field}: no such file {str(path)!r}")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in FORMAT_KEYS):
-        raise ValueError(f"{field}: {str(path)!r} is not an auxiliary checkpoint (a dict with keys "
-                         f"{', '.join(FORMAT_KEYS)}; write one with callbacks.auxiliary.save_auxiliary)")
+        raise ValueError(
+            f"{field}: {str(path)!r} is not an auxiliary checkpoint (a dict with keys "
+            f"{', '.join(FORMAT_KEYS)}; write one with callbacks.auxiliary.save_auxiliary)"
+        )
     module_name, _, class_name = str(ckpt["class_path"]).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -77,7 +86,9 @@ class UsesAuxiliaryModel:
 
     def init_auxiliary(self, aux_checkpoint: str | None) -> None:
         if aux_checkpoint is not None and not str(aux_checkpoint).strip():
-            raise ValueError(f"{type(self).__name__}.aux_checkpoint must be a path to a checkpoint; got an empty string")
+            raise ValueError(
+                f"{type(self).__name__}.aux_checkpoint must be a path to a checkpoint; got an empty string"
+            )
         self.aux_checkpoint = None if aux_checkpoint is None else str(aux_checkpoint)
         self._aux = None
 
@@ -85,8 +96,10 @@ class UsesAuxiliaryModel:
         """The frozen auxiliary model (eval mode, no gradients), on ``device`` if given."""
         if self._aux is None:
             if self.aux_checkpoint is None:
-                raise ValueError(f"{type(self).__name__}.aux_checkpoint: this diagnostic needs an auxiliary model; "
-                                 f"set aux_checkpoint to its checkpoint path")
+                raise ValueError(
+                    f"{type(self).__name__}.aux_checkpoint: this diagnostic needs an auxiliary model; "
+                    f"set aux_checkpoint to its checkpoint path"
+                )
             self._aux = load_auxiliary(self.aux_checkpoint, f"{type(self).__name__}.aux_checkpoint")
         if device is not None:
             self._aux.to(device)

@@ -24,6 +24,7 @@ generated set. Chunk 0 (rank zero's) gives the files.
 
 ``VAEFigures`` draws the VAE's reconstructions and its latent map of positions at each validation.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,13 @@ from diffusion_theory.callbacks.figures import save_figure
 from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.diffusion.generation import for_each_chunk
 from diffusion_theory.metrics.ball_physics import SUM_KEYS, physics_summary, physics_sums, track_centroids
-from diffusion_theory.plotting.videos import frame_strip_figure, latent_map_figure, latent_trajectories_figure, \
-    reconstruction_figure, save_gif
+from diffusion_theory.plotting.videos import (
+    frame_strip_figure,
+    latent_map_figure,
+    latent_trajectories_figure,
+    reconstruction_figure,
+    save_gif,
+)
 
 __all__ = ["BallVideos", "VAEFigures"]
 
@@ -85,19 +91,36 @@ class BallVideos(UsesAuxiliaryModel, GenerationDiagnostic):
 
     requires = (("data", HasBallVideos), ("auxiliary", DecodesLatents))
 
-    def __init__(self, every_n_epochs: int = 1, n_samples: int = 64, sampler: str = "auto", n_steps: int | None = None,
-                 sampler_options: dict[str, Any] | None = None, chunk_size: int = 64, seed: int = 0,
-                 aux_checkpoint: str | None = None, threshold: float = 0.25, angle_tol_deg: float = 15.0,
-                 wall_tol: float = 1.0, n_logged: int = 4, strip_frames: int = 36, fps: int = 12,
-                 decode_batch_size: int = 4096):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        n_samples: int = 64,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        chunk_size: int = 64,
+        seed: int = 0,
+        aux_checkpoint: str | None = None,
+        threshold: float = 0.25,
+        angle_tol_deg: float = 15.0,
+        wall_tol: float = 1.0,
+        n_logged: int = 4,
+        strip_frames: int = 36,
+        fps: int = 12,
+        decode_batch_size: int = 4096,
+    ):
         super().__init__(every_n_epochs, n_samples, sampler, n_steps, sampler_options, chunk_size, seed)
         self.init_auxiliary(aux_checkpoint)
         if not 0 <= threshold < 1:
             raise ValueError(f"BallVideos.threshold must lie in [0, 1); got {threshold}")
         if not 0 < angle_tol_deg <= 180:
             raise ValueError(f"BallVideos.angle_tol_deg must lie in (0, 180]; got {angle_tol_deg}")
-        for name, value in (("n_logged", n_logged), ("strip_frames", strip_frames), ("fps", fps),
-                            ("decode_batch_size", decode_batch_size)):
+        for name, value in (
+            ("n_logged", n_logged),
+            ("strip_frames", strip_frames),
+            ("fps", fps),
+            ("decode_batch_size", decode_batch_size),
+        ):
             if int(value) != value or value < (0 if name == "n_logged" else 1):
                 raise ValueError(f"BallVideos.{name} must be a positive integer; got {value}")
         self.threshold, self.angle_tol_deg, self.wall_tol = float(threshold), float(angle_tol_deg), float(wall_tol)
@@ -114,11 +137,14 @@ class BallVideos(UsesAuxiliaryModel, GenerationDiagnostic):
         vae = self.auxiliary_model()
         shape = getattr(getattr(pl_module, "network", None), "input_shape", None)
         if shape is not None and int(shape[-1]) != vae.latent_dim:
-            raise ValueError(f"BallVideos.aux_checkpoint: the VAE at {self.aux_checkpoint!r} has latent size "
-                             f"{vae.latent_dim}, but the DiT's input_shape is {list(shape)} (last entry: the latent "
-                             f"size); use the VAE the latents were encoded with (data.init_args.vae_checkpoint)")
-        self.states = {k: (MaxMetric() if k == "excursion_max" else SumMetric()).set_dtype(torch.float64)
-                       for k in SUM_KEYS}
+            raise ValueError(
+                f"BallVideos.aux_checkpoint: the VAE at {self.aux_checkpoint!r} has latent size "
+                f"{vae.latent_dim}, but the DiT's input_shape is {list(shape)} (last entry: the latent "
+                f"size); use the VAE the latents were encoded with (data.init_args.vae_checkpoint)"
+            )
+        self.states = {
+            k: (MaxMetric() if k == "excursion_max" else SumMetric()).set_dtype(torch.float64) for k in SUM_KEYS
+        }
 
     # -- decoding and physics ------------------------------------------------------------------------
     def decode_videos(self, z: Tensor, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor:
@@ -126,8 +152,12 @@ class BallVideos(UsesAuxiliaryModel, GenerationDiagnostic):
         vae = self.auxiliary_model(pl_module.device)
         n, F, k = z.shape
         flat = trainer.datamodule.to_vae_latents(z.reshape(n * F, k).to(pl_module.device).float())
-        frames = torch.cat([vae.decode(flat[s:s + self.decode_batch_size])[:, 0]
-                            for s in range(0, flat.shape[0], self.decode_batch_size)])
+        frames = torch.cat(
+            [
+                vae.decode(flat[s : s + self.decode_batch_size])[:, 0]
+                for s in range(0, flat.shape[0], self.decode_batch_size)
+            ]
+        )
         return frames.reshape(n, F, *frames.shape[-2:])
 
     def physics(self, frames: Tensor, geometry: dict[str, float]) -> dict[str, Tensor]:
@@ -181,24 +211,39 @@ class BallVideos(UsesAuxiliaryModel, GenerationDiagnostic):
             return
         step = trainer.global_step
         video = shown["videos"][0]
-        save_figure(trainer, frame_strip_figure(
-            video, f"Fig. 13: {min(self.strip_frames, video.shape[0])} of {video.shape[0]} frames of a generated "
-                   f"video, step {step}", self.strip_frames), "fig13_frame_strip")
-        save_figure(trainer, latent_trajectories_figure(
-            shown["latents"], self._real_latents,
-            f"Fig. 6: latent sequences (standardised), generated vs real, step {step}; speed error "
-            f"{values['val/ball/gen/speed_error']:.3g} (real {values['val/ball/real/speed_error']:.3g}), reflections "
-            f"correct {values['val/ball/gen/reflection_ok']:.2f} (real {values['val/ball/real/reflection_ok']:.2f})"),
-            "fig6_latent_trajectories")
+        save_figure(
+            trainer,
+            frame_strip_figure(
+                video,
+                f"Fig. 13: {min(self.strip_frames, video.shape[0])} of {video.shape[0]} frames of a generated "
+                f"video, step {step}",
+                self.strip_frames,
+            ),
+            "fig13_frame_strip",
+        )
+        save_figure(
+            trainer,
+            latent_trajectories_figure(
+                shown["latents"],
+                self._real_latents,
+                f"Fig. 6: latent sequences (standardised), generated vs real, step {step}; speed error "
+                f"{values['val/ball/gen/speed_error']:.3g} (real {values['val/ball/real/speed_error']:.3g}), reflections "
+                f"correct {values['val/ball/gen/reflection_ok']:.2f} (real {values['val/ball/real/reflection_ok']:.2f})",
+            ),
+            "fig6_latent_trajectories",
+        )
         folder = Path(trainer.default_root_dir) / "videos"
-        paths = [save_gif(shown["videos"][i], folder / f"ball_{i}.gif", self.fps) for i in range(
-            min(self.n_logged, len(shown["videos"])))]
+        paths = [
+            save_gif(shown["videos"][i], folder / f"ball_{i}.gif", self.fps)
+            for i in range(min(self.n_logged, len(shown["videos"])))
+        ]
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and paths:
                 import wandb
 
-                logger.log_metrics({f"videos/ball_{i}": wandb.Video(str(p), format="gif") for i, p in enumerate(paths)},
-                                   step=step)
+                logger.log_metrics(
+                    {f"videos/ball_{i}": wandb.Video(str(p), format="gif") for i, p in enumerate(paths)}, step=step
+                )
 
 
 class VAEFigures(pl.Callback):
@@ -226,13 +271,26 @@ class VAEFigures(pl.Callback):
         try:
             x = ev["x0"].to(pl_module.device)
             mu, _ = net.encode(x)
-            recon = net.decode(mu[:self.n_frames])
+            recon = net.decode(mu[: self.n_frames])
         finally:
             net.train(was_training)
         step = trainer.global_step
-        save_figure(trainer, reconstruction_figure(x[:self.n_frames, 0].cpu().numpy(), recon[:, 0].cpu().numpy(),
-                                                   f"VAE reconstructions from the posterior mean, step {step}"),
-                    "vae_reconstructions")
-        save_figure(trainer, latent_map_figure(mu.cpu().numpy(), ev["pos"].numpy(), float(x.shape[-1]),
-                                               f"VAE latent map of ball positions, step {step}"), "vae_latent_map")
-
+        save_figure(
+            trainer,
+            reconstruction_figure(
+                x[: self.n_frames, 0].cpu().numpy(),
+                recon[:, 0].cpu().numpy(),
+                f"VAE reconstructions from the posterior mean, step {step}",
+            ),
+            "vae_reconstructions",
+        )
+        save_figure(
+            trainer,
+            latent_map_figure(
+                mu.cpu().numpy(),
+                ev["pos"].numpy(),
+                float(x.shape[-1]),
+                f"VAE latent map of ball positions, step {step}",
+            ),
+            "vae_latent_map",
+        )

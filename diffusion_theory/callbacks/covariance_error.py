@@ -15,6 +15,7 @@ Figure ``fig1_covariance.png``: Gamma_hat against Gamma and Sigma_hat against Si
 Under DDP the sequences are drawn across ranks and reassembled on every rank
 (``GenerationDiagnostic.generate``), so eps is computed identically on all ranks.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -22,8 +23,8 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 
 from diffusion_theory import plotting
-from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.callbacks.figures import save_figure
+from diffusion_theory.callbacks.generation_diagnostic import GenerationDiagnostic
 from diffusion_theory.metrics.covariance import covariance_relative_error, kron_inner
 from diffusion_theory.protocols import KnowsCovariance
 
@@ -48,9 +49,17 @@ class CovarianceError(GenerationDiagnostic):
 
     requires = (("data", KnowsCovariance),)
 
-    def __init__(self, every_n_epochs: int = 1, n_samples: int | None = None, sampler: str = "auto",
-                 n_steps: int | None = None, sampler_options: dict[str, Any] | None = None, chunk_size: int = 500,
-                 seed: int = 0, sigma_estimate: Literal["normalized", "diagonal_mean", "true"] = "normalized"):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        n_samples: int | None = None,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        chunk_size: int = 500,
+        seed: int = 0,
+        sigma_estimate: Literal["normalized", "diagonal_mean", "true"] = "normalized",
+    ):
         if n_samples is not None and n_samples < 2:
             raise ValueError(f"CovarianceError.n_samples must be >= 2 or null; got {n_samples}")
         super().__init__(every_n_epochs, n_samples, sampler, n_steps, sampler_options, chunk_size, seed)
@@ -66,12 +75,16 @@ class CovarianceError(GenerationDiagnostic):
         n = self.resolve_n(trainer)
         generated = self.generate(trainer, pl_module, n)  # (n, N, d), same on all ranks
         gamma, sigma = dm.true_covariance()
-        result = covariance_relative_error(generated.cpu(), dm.training_sequences(n), gamma, sigma,
-                                           sigma_estimate=self.sigma_estimate)
+        result = covariance_relative_error(
+            generated.cpu(), dm.training_sequences(n), gamma, sigma, sigma_estimate=self.sigma_estimate
+        )
         scale = kron_inner(gamma, sigma, gamma, sigma)  # ||Gamma (x) Sigma||_F^2
         self._result = (result, gamma, sigma, n)
-        return {"val/cov_rel_error": result.epsilon, "val/cov_error_generated": result.numerator / scale,
-                "val/cov_error_training": result.denominator / scale}
+        return {
+            "val/cov_rel_error": result.epsilon,
+            "val/cov_error_generated": result.numerator / scale,
+            "val/cov_error_training": result.denominator / scale,
+        }
 
     def after_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float]) -> None:
         if self._result is None:
@@ -79,7 +92,11 @@ class CovarianceError(GenerationDiagnostic):
         result, gamma, sigma, n = self._result
         self._result = None
         fig = plotting.covariance_figure(
-            result.gamma_hat.numpy(), gamma.numpy(), result.sigma_hat.numpy(), sigma.numpy(),
+            result.gamma_hat.numpy(),
+            gamma.numpy(),
+            result.sigma_hat.numpy(),
+            sigma.numpy(),
             f"Fig. 1: covariance of {n} generated sequences, step {trainer.global_step}: relative error eps = "
-            f"{values['val/cov_rel_error']:.3g} (1 = as good as {n} training sequences)")
+            f"{values['val/cov_rel_error']:.3g} (1 = as good as {n} training sequences)",
+        )
         save_figure(trainer, fig, "fig1_covariance")

@@ -6,6 +6,7 @@ Example (paper 1 Fig. 2A and 2E):
       fig2a_risks: [val/ddpm_loss, val/score_error, val/bayes_risk, val/oracle_risk]
       fig2e_attention: [val/same_pattern_attention]
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,9 +19,9 @@ from diffusion_theory.callbacks.figures import save_figure
 
 class TrainingCurves(pl.Callback):
     """Args:
-        panels: figure name -> metric names drawn on it (missing metrics are skipped).
-        dashed: metric names drawn as dashed reference lines (e.g. exact risks).
-        logy: figure names drawn with a log y axis.
+    panels: figure name -> metric names drawn on it (missing metrics are skipped).
+    dashed: metric names drawn as dashed reference lines (e.g. exact risks).
+    logy: figure names drawn with a log y axis.
     """
 
     def __init__(self, panels: dict[str, list[str]], dashed: list[str] | None = None, logy: list[str] | None = None):

@@ -21,6 +21,7 @@ DDP: metric names are fixed at set-up and identical on all ranks, so the collect
 sync inside ``compute``) always match; epoch-end values are computed identically on every rank and logged
 without a further sync. Figures are drawn on rank zero only, after the collectives (``save_figure``).
 """
+
 from __future__ import annotations
 
 import abc
@@ -42,6 +43,8 @@ KINDS: tuple[str, ...] = ("batch", "weights", "generation")
 # and validation under DDP) and ``rank_zero_only=True`` turns Lightning's own reduction of them into a no-op
 # (no collective per metric). Every rank still logs them, so they can be monitored on every rank.
 SYNCED = {"sync_dist": True, "rank_zero_only": True}
+
+
 class Diagnostic(pl.Callback, abc.ABC):
     """Base of every diagnostic: ``kind``, ``requires`` = ((role, protocol), ...), ``every_n_epochs``.
 
@@ -81,6 +84,7 @@ class Diagnostic(pl.Callback, abc.ABC):
 # ----------------------------------------------------------------------------------------
 # Batch diagnostics
 # ----------------------------------------------------------------------------------------
+
 
 class BatchDiagnostic(Diagnostic):
     """Measures each noisy evaluation batch; subclasses implement ``metric_names`` and ``measure``.
@@ -144,12 +148,21 @@ class BatchDiagnostic(Diagnostic):
                 self.update(f"{name}/t_bin_{k}", values[mask])
 
     # -- hooks -------------------------------------------------------------------------------------
-    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         if self.active(trainer):
             if not outputs:
-                raise RuntimeError(f"{type(self).__name__} is a batch diagnostic but validation_step returned no "
-                                   f"noisy evaluation batch")
+                raise RuntimeError(
+                    f"{type(self).__name__} is a batch diagnostic but validation_step returned no "
+                    f"noisy evaluation batch"
+                )
             with torch.no_grad():
                 self.measure(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -169,6 +182,7 @@ class BatchDiagnostic(Diagnostic):
 # ----------------------------------------------------------------------------------------
 # Epoch-end diagnostics: weights and generation
 # ----------------------------------------------------------------------------------------
+
 
 class EpochEndDiagnostic(Diagnostic):
     """Computed once per validation epoch from the model itself, not from the validation batches.

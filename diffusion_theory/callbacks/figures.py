@@ -1,4 +1,5 @@
 """Saving figures to the run folder and logging them to W&B (rank zero only, no collectives)."""
+
 from __future__ import annotations
 
 from pathlib import Path

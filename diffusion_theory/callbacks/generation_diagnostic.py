@@ -13,6 +13,7 @@ Under DDP the n samples are cut into fixed chunks, chunk k drawn with its own ge
 rank r of w draws chunks r, r + w, ... (``diffusion.generation.for_each_chunk``), so the samples, and the
 metrics, do not depend on the number of processes.
 """
+
 from __future__ import annotations
 
 import abc
@@ -41,9 +42,16 @@ class GenerationDiagnostic(EpochEndDiagnostic):
 
     kind = "generation"
 
-    def __init__(self, every_n_epochs: int = 1, n_samples: int | None = None, sampler: str = "auto",
-                 n_steps: int | None = None, sampler_options: dict[str, Any] | None = None, chunk_size: int = 256,
-                 seed: int = 0):
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        n_samples: int | None = None,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        chunk_size: int = 256,
+        seed: int = 0,
+    ):
         super().__init__(every_n_epochs)
         name = type(self).__name__
         if n_samples is not None and (int(n_samples) != n_samples or n_samples < 1):

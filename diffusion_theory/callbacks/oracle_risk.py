@@ -1,8 +1,9 @@
 """Oracle risk, for data that knows the latent variables: paper 1 (MTGM) eqs. (13), (14), (33).
 
-    val/oracle_risk = loss_scale * E_t E ||E - E[E | X^t, M_Y]||^2 / (dP)      (``metrics.risks.denoising_risk``)
-    val/excess_risk = val/ddpm_loss - val/oracle_risk       (paper 1 (MTGM) Sec. 5.1, Fig. 2B-D)
+val/oracle_risk = loss_scale * E_t E ||E - E[E | X^t, M_Y]||^2 / (dP)      (``metrics.risks.denoising_risk``)
+val/excess_risk = val/ddpm_loss - val/oracle_risk       (paper 1 (MTGM) Sec. 5.1, Fig. 2B-D)
 """
+
 from __future__ import annotations
 
 from diffusion_theory.callbacks.diagnostic import BatchDiagnostic

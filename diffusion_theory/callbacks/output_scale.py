@@ -4,6 +4,7 @@
 over the evaluation grid's steps (``metrics.risks.output_scale_error``). A weight diagnostic: the parameters
 are the same on every rank (DDP keeps them in sync), so no reduction is needed.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl

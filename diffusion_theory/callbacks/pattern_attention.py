@@ -7,6 +7,7 @@
         (paper 1 (MTGM) eqs. (18)-(19), Fig. 4; ``metrics.pattern_attention.query_key_means``)
 Also a figure of one evaluation sample's attention matrix with tokens sorted by pattern.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,7 +44,9 @@ class PatternAttention(BatchDiagnostic):
 
     def measure(self, trainer, pl_module, outputs: dict[str, Tensor], batch, batch_idx: int) -> None:
         x_t, t = outputs["x_t"], outputs["t"]
-        logits = pl_module.inference_network.attention_logits(x_t, pl_module.schedule.model_time(t)).float()  # (B, P, P)
+        logits = pl_module.inference_network.attention_logits(
+            x_t, pl_module.schedule.model_time(t)
+        ).float()  # (B, P, P)
         labels = trainer.datamodule.token_labels(outputs)  # (B, P)
         mass = same_pattern_mass(logits, labels)  # (B, P) attention on same-pattern keys
         self.update_with_time_bins("val/same_pattern_attention", mass.mean(1), outputs)
@@ -61,7 +64,10 @@ class PatternAttention(BatchDiagnostic):
             return
         attn, labels, t = self._example
         fig = plotting.attention_matrix_figure(
-            attn, labels, f"attention of one evaluation sample, t = {t}, step {trainer.global_step}\n"
-                          f"same-pattern mass {values.get('val/same_pattern_attention', float('nan')):.3f}")
+            attn,
+            labels,
+            f"attention of one evaluation sample, t = {t}, step {trainer.global_step}\n"
+            f"same-pattern mass {values.get('val/same_pattern_attention', float('nan')):.3f}",
+        )
         save_figure(trainer, fig, "attention_matrix")
         self._example = None

@@ -29,6 +29,7 @@ sums, torchmetrics' ``FrechetInceptionDistance``) and the counts sync in ``compu
 equal one process's on the same generated set. Real statistics are computed once per run (kept across resets).
 The classifier and the extractor live on this callback: never in the diffusion model's checkpoint, optimiser or EMA.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ FeatureKind = Literal["classifier", "inception"]
 # ----------------------------------------------------------------------------------------
 # Capabilities
 # ----------------------------------------------------------------------------------------
+
 
 @runtime_checkable
 class HasClassImages(Protocol):
@@ -89,8 +91,9 @@ def load_classifier(path: str | Path, field: str) -> nn.Module:
         from lightning.pytorch.cli import instantiate_class
 
         network = instantiate_class((), hp["network"])
-        network.load_state_dict({k[len("network."):]: v for k, v in ckpt["state_dict"].items()
-                                 if k.startswith("network.")})
+        network.load_state_dict(
+            {k[len("network.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
+        )
         return freeze(network)
     return load_auxiliary(path, field)
 
@@ -117,13 +120,18 @@ class GenerationStats(Metric):
         self.n += pred.numel()
 
     def compute(self) -> dict[str, Tensor]:
-        return {"fid_counts": self.fid_counts, "pred_counts": self.pred_counts,
-                "confidence": self.confidence_sum / self.n.clamp(min=1), "agreement": self.agreement_sum / self.n.clamp(min=1)}
+        return {
+            "fid_counts": self.fid_counts,
+            "pred_counts": self.pred_counts,
+            "confidence": self.confidence_sum / self.n.clamp(min=1),
+            "agreement": self.agreement_sum / self.n.clamp(min=1),
+        }
 
 
 # ----------------------------------------------------------------------------------------
 # The diagnostic
 # ----------------------------------------------------------------------------------------
+
 
 class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
     """FID per class of generated images over training (paper 1 (MTGM), Sec. 5.2, Fig. 3 and 5).
@@ -148,20 +156,41 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
 
     requires = (("data", HasClassImages), ("auxiliary", LabelsImages))
 
-    def __init__(self, aux_checkpoint: str | None = None, every_n_epochs: int = 1, n_samples: int = 400,
-                 features: FeatureKind = "classifier", inception_weights: str | None = None,
-                 guidance_scale: float | None = None, sampler: str = "auto", n_steps: int | None = None,
-                 sampler_options: dict[str, Any] | None = None, chunk_size: int = 200, seed: int = 0,
-                 grid_per_class: int = 8, feature_batch_size: int = 500, fidelity_check: bool = False):
-        super().__init__(every_n_epochs=every_n_epochs, n_samples=n_samples, sampler=sampler, n_steps=n_steps,
-                         sampler_options=sampler_options, chunk_size=chunk_size, seed=seed)
+    def __init__(
+        self,
+        aux_checkpoint: str | None = None,
+        every_n_epochs: int = 1,
+        n_samples: int = 400,
+        features: FeatureKind = "classifier",
+        inception_weights: str | None = None,
+        guidance_scale: float | None = None,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        sampler_options: dict[str, Any] | None = None,
+        chunk_size: int = 200,
+        seed: int = 0,
+        grid_per_class: int = 8,
+        feature_batch_size: int = 500,
+        fidelity_check: bool = False,
+    ):
+        super().__init__(
+            every_n_epochs=every_n_epochs,
+            n_samples=n_samples,
+            sampler=sampler,
+            n_steps=n_steps,
+            sampler_options=sampler_options,
+            chunk_size=chunk_size,
+            seed=seed,
+        )
         if features not in ("classifier", "inception"):
             raise ValueError(f"PerClassFID.features must be 'classifier' or 'inception'; got {features!r}")
         if int(n_samples) < 2:
             raise ValueError(f"PerClassFID.n_samples must be >= 2 (an FID needs a covariance); got {n_samples}")
         if grid_per_class < 0 or feature_batch_size < 1:
-            raise ValueError(f"PerClassFID: grid_per_class must be >= 0 and feature_batch_size >= 1; got "
-                             f"{grid_per_class}, {feature_batch_size}")
+            raise ValueError(
+                f"PerClassFID: grid_per_class must be >= 0 and feature_batch_size >= 1; got "
+                f"{grid_per_class}, {feature_batch_size}"
+            )
         self.init_auxiliary(aux_checkpoint)
         self.features, self.inception_weights = features, inception_weights
         self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
@@ -176,8 +205,10 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
     def auxiliary_model(self, device: torch.device | str | None = None) -> nn.Module:
         if self._aux is None:
             if self.aux_checkpoint is None:
-                raise ValueError("PerClassFID.aux_checkpoint: set the classifier's checkpoint (<run>/classifier.pt of "
-                                 "scripts/fit.py --config configs/fashion_classifier.yaml)")
+                raise ValueError(
+                    "PerClassFID.aux_checkpoint: set the classifier's checkpoint (<run>/classifier.pt of "
+                    "scripts/fit.py --config configs/fashion_classifier.yaml)"
+                )
             self._aux = load_classifier(self.aux_checkpoint, "PerClassFID.aux_checkpoint")
         if device is not None:
             self._aux.to(device)
@@ -201,19 +232,25 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         self.labels = [int(c) for c in dm.class_labels()]
         trained_on = [int(c) for c in getattr(self.auxiliary_model(), "class_labels", [])]
         if trained_on != self.labels:
-            raise ValueError(f"PerClassFID.aux_checkpoint: the classifier {self.aux_checkpoint} was trained on classes "
-                             f"{trained_on} but the data has classes {self.labels}; train one on these classes "
-                             f"(scripts/fit.py with data.init_args.classes={self.labels})")
+            raise ValueError(
+                f"PerClassFID.aux_checkpoint: the classifier {self.aux_checkpoint} was trained on classes "
+                f"{trained_on} but the data has classes {self.labels}; train one on these classes "
+                f"(scripts/fit.py with data.init_args.classes={self.labels})"
+            )
         self.conditional = bool(getattr(pl_module, "condition_keys", []))
         if self.conditional and list(pl_module.condition_keys) != ["y"]:
-            raise ValueError(f"PerClassFID: a conditional model must be conditioned on the class label y alone; "
-                             f"got condition_keys={list(pl_module.condition_keys)}")
+            raise ValueError(
+                f"PerClassFID: a conditional model must be conditioned on the class label y alone; "
+                f"got condition_keys={list(pl_module.condition_keys)}"
+            )
         if self.guidance_scale is not None and not self.conditional:
             raise ValueError("PerClassFID.guidance_scale needs a class-conditional model (model.condition_keys: [y])")
         k = len(self.labels)
         if self.conditional and self.resolve_n(trainer) < 2 * k:
-            raise ValueError(f"PerClassFID.n_samples must be >= 2 K = {2 * k} for a conditional model (at least 2 "
-                             f"images per class); got {self.resolve_n(trainer)}")
+            raise ValueError(
+                f"PerClassFID.n_samples must be >= 2 K = {2 * k} for a conditional model (at least 2 "
+                f"images per class); got {self.resolve_n(trainer)}"
+            )
         self.extractor()  # a missing Inception-v3 weights file fails here, before any training
         dim = int(self._extractor.num_features)
         self.fids = [streaming_fid(dim) for _ in range(k)]
@@ -225,9 +262,16 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
     # -- real statistics (once per run) ----------------------------------------------------------------
     def _batched_features(self, x: Tensor, device: torch.device) -> Tensor:
         ext = self.extractor(device)
-        return torch.cat([ext(x[i:i + self.feature_batch_size].to(device)).double()
-                          for i in range(0, x.shape[0], self.feature_batch_size)]) if x.shape[0] else \
-            torch.zeros(0, ext.num_features, dtype=torch.float64, device=device)
+        return (
+            torch.cat(
+                [
+                    ext(x[i : i + self.feature_batch_size].to(device)).double()
+                    for i in range(0, x.shape[0], self.feature_batch_size)
+                ]
+            )
+            if x.shape[0]
+            else torch.zeros(0, ext.num_features, dtype=torch.float64, device=device)
+        )
 
     def _update_real(self, trainer: pl.Trainer, dm: Any, device: torch.device) -> None:
         ranks = current_ranks(trainer)
@@ -237,8 +281,10 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         for k, c in enumerate(self.labels):
             images = real[c]
             if images.shape[0] < 2:
-                raise ValueError(f"PerClassFID: the data has {images.shape[0]} held-out image(s) of class {c}; an FID "
-                                 f"needs at least 2")
+                raise ValueError(
+                    f"PerClassFID: the data has {images.shape[0]} held-out image(s) of class {c}; an FID "
+                    f"needs at least 2"
+                )
             # "all": the held-out images in the training proportions (the first n_c p_c / max p of class c)
             n_all = max(1, int(images.shape[0] * counts[c] / top))
             self._real_counts[c] = int(images.shape[0])
@@ -271,8 +317,9 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         def draw(k: int, start: int, rows: int, generator: torch.Generator) -> None:
             if self.conditional:
                 asked = torch.arange(start, start + rows, device=device) % k_classes  # (rows,)
-                x = pl_module.sample(rows, generator=generator, cond={"y": asked},
-                                     guidance_scale=self.guidance_scale, **kwargs)
+                x = pl_module.sample(
+                    rows, generator=generator, cond={"y": asked}, guidance_scale=self.guidance_scale, **kwargs
+                )
             else:
                 x = pl_module.sample(rows, generator=generator, **kwargs)
             x = x.clamp(-1, 1)  # (rows, C, H, W)
@@ -287,10 +334,10 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
                     self.fids[c].update(feats[mask], real=False)
                     if keep_grid:
                         kept = self._grid.setdefault(c, [])
-                        kept.extend(list(x[mask][:self.grid_per_class - len(kept)].cpu()))
+                        kept.extend(list(x[mask][: self.grid_per_class - len(kept)].cpu()))
             self.fid_all.update(feats, real=False)
             if self.fidelity_check:
-                all_feats[start:start + rows], all_index[start:start + rows] = feats, index + 1
+                all_feats[start : start + rows], all_index[start : start + rows] = feats, index + 1
 
         for_each_chunk(trainer, pl_module, n_total, self.chunk_size, self.seed, draw)
         stats = self.stats.compute()  # synced: identical on every rank, so the FIDs computed below match
@@ -302,17 +349,21 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
             if fid_counts[c_idx] >= 2:
                 values[f"val/fid/class_{c}"] = float(self.fids[c_idx].compute())
             elif trainer.is_global_zero:
-                warnings.warn(f"PerClassFID: {fid_counts[c_idx]} generated image(s) of class {c} (of "
-                              f"{self.resolve_n(trainer)}) at step {trainer.global_step}: an FID needs at least 2, "
-                              f"so val/fid/class_{c} is not logged this time; raise n_samples", stacklevel=2)
+                warnings.warn(
+                    f"PerClassFID: {fid_counts[c_idx]} generated image(s) of class {c} (of "
+                    f"{self.resolve_n(trainer)}) at step {trainer.global_step}: an FID needs at least 2, "
+                    f"so val/fid/class_{c} is not logged this time; raise n_samples",
+                    stacklevel=2,
+                )
         values["val/fid/all"] = float(self.fid_all.compute())
         values["val/classifier_confidence"] = float(stats["confidence"])
         if self.conditional:
             values["val/label_agreement"] = float(stats["agreement"])
         if self.fidelity_check:
             ranks = current_ranks(trainer)
-            values.update(self._fidelity(trainer, ranks.all_reduce_sum(all_feats), ranks.all_reduce_sum(all_index) - 1,
-                                         device))
+            values.update(
+                self._fidelity(trainer, ranks.all_reduce_sum(all_feats), ranks.all_reduce_sum(all_index) - 1, device)
+            )
         for metric in (*self.fids, self.fid_all, self.stats):
             metric.reset()  # the real statistics stay (reset_real_features=False)
         self._write_record(trainer, pl_module, values, fid_counts)
@@ -327,10 +378,14 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
             if gen.shape[0] < 2:
                 continue
             m = fidelity_metrics(gen.cpu(), self._batched_features(real[c], device).cpu(), seed=self.seed)
-            out.update({f"val/fidelity/fid/class_{c}": m["frechet_inception_distance"],
-                        f"val/fidelity/kid/class_{c}": m["kernel_inception_distance_mean"],
-                        f"val/fidelity/precision/class_{c}": m["precision"],
-                        f"val/fidelity/recall/class_{c}": m["recall"]})
+            out.update(
+                {
+                    f"val/fidelity/fid/class_{c}": m["frechet_inception_distance"],
+                    f"val/fidelity/kid/class_{c}": m["kernel_inception_distance_mean"],
+                    f"val/fidelity/precision/class_{c}": m["precision"],
+                    f"val/fidelity/recall/class_{c}": m["recall"],
+                }
+            )
         return out
 
     # -- reproducibility record ------------------------------------------------------------------------
@@ -341,18 +396,31 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         steps = self.n_steps if self.n_steps is not None else default_steps(schedule, sampler)
         if steps is None:
             steps = int(getattr(schedule, "T", 0)) or None
-        return {**self.extractor().describe(), "classifier_checkpoint": self.aux_checkpoint,
-                "classifier_hash": file_hash(self.aux_checkpoint), "conditional": self.conditional,
-                "n_generated": {str(c): int(n) for c, n in zip(self.labels, fid_counts)},
-                "n_real": {str(c): n for c, n in self._real_counts.items()},
-                "sampler": sampler, "steps": steps, "sampler_options": self.sampler_options,
-                "guidance_scale": self.guidance_scale, "seed": self.seed, "chunk_size": self.chunk_size,
-                "n_samples": self.resolve_n(trainer)}
+        return {
+            **self.extractor().describe(),
+            "classifier_checkpoint": self.aux_checkpoint,
+            "classifier_hash": file_hash(self.aux_checkpoint),
+            "conditional": self.conditional,
+            "n_generated": {str(c): int(n) for c, n in zip(self.labels, fid_counts)},
+            "n_real": {str(c): n for c, n in self._real_counts.items()},
+            "sampler": sampler,
+            "steps": steps,
+            "sampler_options": self.sampler_options,
+            "guidance_scale": self.guidance_scale,
+            "seed": self.seed,
+            "chunk_size": self.chunk_size,
+            "n_samples": self.resolve_n(trainer),
+        }
 
-    def _write_record(self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float],
-                      fid_counts: list[int]) -> None:
-        entry = {"epoch": trainer.current_epoch, "step": trainer.global_step, "values": values,
-                 "record": self.record(trainer, pl_module, fid_counts)}
+    def _write_record(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, values: dict[str, float], fid_counts: list[int]
+    ) -> None:
+        entry = {
+            "epoch": trainer.current_epoch,
+            "step": trainer.global_step,
+            "values": values,
+            "record": self.record(trainer, pl_module, fid_counts),
+        }
         self.last_record = entry
         if trainer.is_global_zero:
             path = Path(trainer.default_root_dir) / "per_class_fid.jsonl"
@@ -366,10 +434,13 @@ class PerClassFID(UsesAuxiliaryModel, GenerationDiagnostic):
         if not trainer.is_global_zero:
             return
         dm = trainer.datamodule
-        names = {c: f"class {c} ({dm.class_name(c)})" if hasattr(dm, "class_name") else f"class {c}"
-                 for c in self.labels}
-        for key, title, fig_name in (("val/fid/class_", "Per-class FID (paper 1, Fig. 3)", "fig3_per_class_fid"),
-                                     ("val/gen_share/class_", "Share of generated images per class", "class_shares")):
+        names = {
+            c: f"class {c} ({dm.class_name(c)})" if hasattr(dm, "class_name") else f"class {c}" for c in self.labels
+        }
+        for key, title, fig_name in (
+            ("val/fid/class_", "Per-class FID (paper 1, Fig. 3)", "fig3_per_class_fid"),
+            ("val/gen_share/class_", "Share of generated images per class", "class_shares"),
+        ):
             steps, curves = {}, {}
             for c in self.labels:
                 points = [(h["step"], h[f"{key}{c}"]) for h in self.history if f"{key}{c}" in h]

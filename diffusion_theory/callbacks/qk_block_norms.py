@@ -16,6 +16,7 @@ when enabled), identical on every rank: no collective is needed.
 Figures: ``fig4b_qk_matrix.png`` (|Q^T K| of one layer, heads summed), ``fig10_qk_matrices.png``
 (|Q_h^T K_h|, layers x heads), ``fig11_v_matrices.png`` (|W_o V| per layer).
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -34,8 +35,10 @@ def token_slices(network) -> tuple[slice, slice]:
     frame, embed = network.frame_slice, network.embedding_slice
     D = network.attention_weights()["q"].shape[-1]
     if len(range(D)[embed]) == 0 or len(range(D)[frame]) == 0:
-        raise ValueError("the z / e split of the attention weights needs tokens [z; e]: set "
-                         "model.init_args.network.init_args.pos_embed_mode=concat (paper 2, Appendix F)")
+        raise ValueError(
+            "the z / e split of the attention weights needs tokens [z; e]: set "
+            "model.init_args.network.init_args.pos_embed_mode=concat (paper 2, Appendix F)"
+        )
     return frame, embed
 
 
@@ -64,7 +67,9 @@ class QKBlockNorms(WeightDiagnostic):
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         net = pl_module.inference_network
         frame, embed = token_slices(net)
-        w = {k: v.float().cpu() for k, v in net.attention_weights().items()}  # q, k, v (L, H, hd, D); proj (L, H, D, hd)
+        w = {
+            k: v.float().cpu() for k, v in net.attention_weights().items()
+        }  # q, k, v (L, H, hd, D); proj (L, H, D, hd)
         norms = qk_block_norms(w["q"], w["k"], frame, embed)  # each (L, H)
         emphasis = value_emphasis(w["v"], frame, embed, proj_weight=w["proj"])  # (L, H)
         values: dict[str, float] = {}
@@ -87,18 +92,29 @@ class QKBlockNorms(WeightDiagnostic):
         layer = min(self.figure_layer, L - 1)
         step = trainer.global_step
         fig = plotting.heatmap_grid(
-            qk[layer].sum(0).abs().numpy()[None, None], [f"layer {layer + 1}"], [""],
+            qk[layer].sum(0).abs().numpy()[None, None],
+            [f"layer {layer + 1}"],
+            [""],
             f"Fig. 4(b): |Q^T K| of block {layer + 1} (heads summed), step {step}\n"
-            f"[z | e] split at {split}; e-e share {values['val/qk_ee_share']:.2f} (all layers)", split=split,
-            cell_size=4.0)
+            f"[z | e] split at {split}; e-e share {values['val/qk_ee_share']:.2f} (all layers)",
+            split=split,
+            cell_size=4.0,
+        )
         save_figure(trainer, fig, "fig4b_qk_matrix")
-        fig = plotting.heatmap_grid(qk.abs().numpy(), [f"layer {i + 1}" for i in range(L)], [f"head {h + 1}" for h in range(H)],
-                                       f"Fig. 10: |Q_h^T K_h| per layer and head, step {step} (lines: z | e)",
-                                       split=split)
+        fig = plotting.heatmap_grid(
+            qk.abs().numpy(),
+            [f"layer {i + 1}" for i in range(L)],
+            [f"head {h + 1}" for h in range(H)],
+            f"Fig. 10: |Q_h^T K_h| per layer and head, step {step} (lines: z | e)",
+            split=split,
+        )
         save_figure(trainer, fig, "fig10_qk_matrices")
         wov = (w["proj"] @ w["v"]).sum(1).abs().numpy()  # (L, D, D): W_o V of each layer, heads summed
         fig = plotting.heatmap_grid(
-            wov[None], [""], [f"layer {i + 1}: z {values[f'val/v_frame_share/layer_{i}']:.2f}" for i in range(L)],
+            wov[None],
+            [""],
+            [f"layer {i + 1}: z {values[f'val/v_frame_share/layer_{i}']:.2f}" for i in range(L)],
             f"Fig. 11: |W_o V| per layer, step {step} (columns left of the line act on z, right on e)",
-            split=split)
+            split=split,
+        )
         save_figure(trainer, fig, "fig11_v_matrices")

@@ -7,6 +7,7 @@
 Per time bin (equal bins of the evaluation times, early to late): val/score_error/t_bin_k, val/bayes_gap/t_bin_k.
 The formulas are ``metrics.risks.score_error`` and ``metrics.risks.denoising_risk``.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -26,8 +27,14 @@ class ScoreError(BatchDiagnostic):
         names = ["val/score_error", "val/bayes_risk", "val/bayes_gap"]
         return names + self.time_bin_names("val/score_error") + self.time_bin_names("val/bayes_gap")
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: dict[str, Tensor],
-                batch: dict[str, Tensor], batch_idx: int) -> None:
+    def measure(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: dict[str, Tensor],
+        batch: dict[str, Tensor],
+        batch_idx: int,
+    ) -> None:
         exact = trainer.datamodule.exact_eps(outputs["x_t"], outputs["abar"], outputs).float()
         eps_hat, noise = outputs["eps_hat"].float(), outputs["noise"].float()
         bayes = denoising_risk(noise, exact, pl_module.loss_scale)  # (B n_t,)

@@ -6,6 +6,7 @@ and from a discrete schedule the time-averaged SNR E_t[abar_t / (1 - abar_t)] ov
 loggers as ``theory/<name>`` at step 0 and into the W&B summary. A weight diagnostic (from the model's
 schedule and the data alone) that runs at the start of training instead of at validations.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl

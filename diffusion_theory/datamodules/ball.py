@@ -19,6 +19,7 @@ estimate Gamma (x) Sigma (Sigma the mean per-frame covariance, Gamma the project
 truth for a law that is not Gaussian; held out, so that CovarianceError's reference, the first n training
 videos, is not part of the "truth" it is compared with.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,12 +63,26 @@ class BallFramesDataModule(pl.LightningDataModule):
         eval_batch_size: evaluation frames per batch.
     """
 
-    def __init__(self, size: int = 64, radius: float = 6.0, n_frames: int = 20000, seed: int = 0, n_eval: int = 512,
-                 batch_size: int = 64, steps_per_epoch: int = 200, eval_batch_size: int = 256):
+    def __init__(
+        self,
+        size: int = 64,
+        radius: float = 6.0,
+        n_frames: int = 20000,
+        seed: int = 0,
+        n_eval: int = 512,
+        batch_size: int = 64,
+        steps_per_epoch: int = 200,
+        eval_batch_size: int = 256,
+    ):
         super().__init__()
         validate_geometry(size, radius, 1.0, prefix="data.")
-        for name, value in (("n_frames", n_frames), ("n_eval", n_eval), ("batch_size", batch_size),
-                            ("steps_per_epoch", steps_per_epoch), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("n_frames", n_frames),
+            ("n_eval", n_eval),
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("eval_batch_size", eval_batch_size),
+        ):
             _check_int(name, value)
         self.save_hyperparameters()
         self.ball = BouncingBall(size, radius, 1.0)
@@ -106,6 +121,7 @@ class BallFramesDataModule(pl.LightningDataModule):
 # Latent sequences
 # ----------------------------------------------------------------------------------------
 
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -120,10 +136,14 @@ def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
         return "no latent cache yet"
     changes = []
     if old.get("vae_sha256") != new["vae_sha256"]:
-        changes.append(f"the VAE checkpoint changed (sha256 {str(old.get('vae_sha256'))[:12]} -> "
-                       f"{new['vae_sha256'][:12]})")
-    changed = [f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}" for k, v in new["settings"].items()
-               if old.get("settings", {}).get(k) != v]
+        changes.append(
+            f"the VAE checkpoint changed (sha256 {str(old.get('vae_sha256'))[:12]} -> {new['vae_sha256'][:12]})"
+        )
+    changed = [
+        f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}"
+        for k, v in new["settings"].items()
+        if old.get("settings", {}).get(k) != v
+    ]
     if changed:
         changes.append("data settings changed: " + ", ".join(changed))
     return "; ".join(changes) or "the cache file of this key is missing"
@@ -150,27 +170,52 @@ class BallLatentDataModule(pl.LightningDataModule):
 
     sample_shape_fields = ("frames", "latent_dim")
 
-    def __init__(self, vae_checkpoint: str, latent_dim: int = 2, frames: int = 240, size: int = 64,
-                 radius: float = 6.0, speed: float = 3.0, n_videos: int = 10000, seed: int = 0, n_eval: int = 256,
-                 n_reference: int = 2000, batch_size: int = 64, steps_per_epoch: int = 200, eval_batch_size: int = 64,
-                 cache_dir: str = "runs/cache/ball_latents", encode_batch_size: int = 4096):
+    def __init__(
+        self,
+        vae_checkpoint: str,
+        latent_dim: int = 2,
+        frames: int = 240,
+        size: int = 64,
+        radius: float = 6.0,
+        speed: float = 3.0,
+        n_videos: int = 10000,
+        seed: int = 0,
+        n_eval: int = 256,
+        n_reference: int = 2000,
+        batch_size: int = 64,
+        steps_per_epoch: int = 200,
+        eval_batch_size: int = 64,
+        cache_dir: str = "runs/cache/ball_latents",
+        encode_batch_size: int = 4096,
+    ):
         super().__init__()
         validate_geometry(size, radius, speed, prefix="data.")
-        for name, value in (("latent_dim", latent_dim), ("frames", frames), ("n_videos", n_videos),
-                            ("n_eval", n_eval), ("n_reference", n_reference), ("batch_size", batch_size),
-                            ("steps_per_epoch", steps_per_epoch),
-                            ("eval_batch_size", eval_batch_size), ("encode_batch_size", encode_batch_size)):
+        for name, value in (
+            ("latent_dim", latent_dim),
+            ("frames", frames),
+            ("n_videos", n_videos),
+            ("n_eval", n_eval),
+            ("n_reference", n_reference),
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("eval_batch_size", eval_batch_size),
+            ("encode_batch_size", encode_batch_size),
+        ):
             _check_int(name, value)
         path = Path(vae_checkpoint)
         if not path.is_file():
-            raise FileNotFoundError(f"data.vae_checkpoint: no such file {str(path)!r} (train the VAE first: "
-                                    f"python scripts/fit.py --config configs/ball_vae.yaml writes <run folder>/vae.pt)")
+            raise FileNotFoundError(
+                f"data.vae_checkpoint: no such file {str(path)!r} (train the VAE first: "
+                f"python scripts/fit.py --config configs/ball_vae.yaml writes <run folder>/vae.pt)"
+            )
         vae = load_auxiliary(path, "data.vae_checkpoint")
         got = getattr(vae, "latent_dim", None)
         if got != latent_dim:
-            raise ValueError(f"data.vae_checkpoint: the VAE at {str(path)!r} has latent size {got}, but "
-                             f"data.latent_dim = {latent_dim} (and the DiT's input_shape [frames, latent_dim] follows "
-                             f"it); set data.latent_dim={got} or use a VAE with latent size {latent_dim}")
+            raise ValueError(
+                f"data.vae_checkpoint: the VAE at {str(path)!r} has latent size {got}, but "
+                f"data.latent_dim = {latent_dim} (and the DiT's input_shape [frames, latent_dim] follows "
+                f"it); set data.latent_dim={got} or use a VAE with latent size {latent_dim}"
+            )
         if getattr(vae, "size", size) != size:
             raise ValueError(f"data.size = {size} but the VAE at {str(path)!r} takes {vae.size} x {vae.size} frames")
         self.save_hyperparameters()
@@ -182,8 +227,10 @@ class BallLatentDataModule(pl.LightningDataModule):
     # -- the cache ---------------------------------------------------------------------------------
     def cache_key(self) -> dict[str, Any]:
         hp = self.hparams
-        settings = {k: hp[k] for k in ("frames", "size", "radius", "speed", "n_videos", "seed", "n_eval", "n_reference",
-                                     "latent_dim")}
+        settings = {
+            k: hp[k]
+            for k in ("frames", "size", "radius", "speed", "n_videos", "seed", "n_eval", "n_reference", "latent_dim")
+        }
         return {"version": CACHE_VERSION, "vae_sha256": file_sha256(Path(hp.vae_checkpoint)), "settings": settings}
 
     def cache_path(self, key: dict[str, Any] | None = None) -> Path:
@@ -200,8 +247,8 @@ class BallLatentDataModule(pl.LightningDataModule):
         flat = centres.reshape(-1, 2)
         out = torch.empty(flat.shape[0], hp.latent_dim)
         for start in range(0, flat.shape[0], hp.encode_batch_size):
-            frames = self.ball.render(flat[start:start + hp.encode_batch_size])[:, None]  # (b, 1, L, L)
-            out[start:start + frames.shape[0]] = self._vae.encode(frames)[0]
+            frames = self.ball.render(flat[start : start + hp.encode_batch_size])[:, None]  # (b, 1, L, L)
+            out[start : start + frames.shape[0]] = self._vae.encode(frames)[0]
         return out.reshape(n, hp.frames, hp.latent_dim), centres
 
     def prepare_data(self) -> None:
@@ -215,8 +262,10 @@ class BallLatentDataModule(pl.LightningDataModule):
             return
         old = json.loads(manifest.read_text()) if manifest.is_file() else None
         reason = describe_change(old, key)
-        rank_zero_info(f"[ball latents] encoding {self.hparams.n_videos} + {self.hparams.n_eval} + "
-                       f"{self.hparams.n_reference} videos into {path}: {reason}")
+        rank_zero_info(
+            f"[ball latents] encoding {self.hparams.n_videos} + {self.hparams.n_eval} + "
+            f"{self.hparams.n_reference} videos into {path}: {reason}"
+        )
         t0 = time.perf_counter()
         hp = self.hparams
         train, _ = self.encode_videos(hp.n_videos, hp.seed)
@@ -230,8 +279,20 @@ class BallLatentDataModule(pl.LightningDataModule):
         gamma = estimate_kernel(reference, sigma).gamma_hat  # (F, F)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save({"key": key, "reason": reason, "train": train_std, "eval": eval_std, "eval_centres": eval_centres,
-                    "shift": shift, "scale": scale, "gamma": gamma, "sigma": sigma}, tmp)
+        torch.save(
+            {
+                "key": key,
+                "reason": reason,
+                "train": train_std,
+                "eval": eval_std,
+                "eval_centres": eval_centres,
+                "shift": shift,
+                "scale": scale,
+                "gamma": gamma,
+                "sigma": sigma,
+            },
+            tmp,
+        )
         tmp.replace(path)  # atomic: a killed build never leaves a half-written cache under the key's name
         manifest.write_text(json.dumps(key, indent=1))
         self.cache_reason = f"built: {reason} ({time.perf_counter() - t0:.1f} s)"
@@ -291,8 +352,9 @@ class BallLatentDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
         step = lambda: self.trainer.global_step if self.trainer is not None else 0  # noqa: E731
-        return DataLoader(CycledBatches({"x0": self.data["train"]}, hp.batch_size, hp.steps_per_epoch, hp.seed, step),
-                          batch_size=None)
+        return DataLoader(
+            CycledBatches({"x0": self.data["train"]}, hp.batch_size, hp.steps_per_epoch, hp.seed, step), batch_size=None
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(ShardedBatches(self.evaluation_set, self.hparams.eval_batch_size), batch_size=None)

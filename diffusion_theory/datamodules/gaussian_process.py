@@ -14,6 +14,7 @@ reviewer's control with no temporal correlation, same Sigma, same everything els
 The module answers the diagnostics' questions (``diffusion_theory.protocols``):
 ``exact_eps`` (paper 2 (GP) eq. (2) through Tweedie), ``true_covariance`` and ``training_sequences`` (KnowsCovariance).
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -53,31 +54,57 @@ class GaussianProcessDataModule(pl.LightningDataModule):
 
     sample_shape_fields = ("N", "d")  # the config fields behind ``sample_shape``, named by shape errors
 
-    def __init__(self, N: int = 128, d: int = 8, length_scale: float = 64.0, nu: float = 2.0, mean: float = 0.0,
-                 kernel: Kernel = "gp", kernel_seed: int = 0, jitter: float = 0.0, n_train: int | None = 1000,
-                 train_seed: int = 0, batch_size: int = 128, steps_per_epoch: int = 100, n_eval: int = 64,
-                 eval_seed: int = 2024, eval_batch_size: int = 16):
+    def __init__(
+        self,
+        N: int = 128,
+        d: int = 8,
+        length_scale: float = 64.0,
+        nu: float = 2.0,
+        mean: float = 0.0,
+        kernel: Kernel = "gp",
+        kernel_seed: int = 0,
+        jitter: float = 0.0,
+        n_train: int | None = 1000,
+        train_seed: int = 0,
+        batch_size: int = 128,
+        steps_per_epoch: int = 100,
+        n_eval: int = 64,
+        eval_seed: int = 2024,
+        eval_batch_size: int = 16,
+    ):
         super().__init__()
-        for name, value in (("N", N), ("d", d), ("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
-                            ("n_eval", n_eval), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("N", N),
+            ("d", d),
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("n_eval", n_eval),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"data.{name} must be an integer >= 1; got {value}")
         if not length_scale > 0:
             raise ValueError(f"data.length_scale must be > 0 (the kernel's bandwidth l); got {length_scale}")
         if not 0 < nu <= 2:
-            raise ValueError(f"data.nu must lie in (0, 2]: exp(-|h|^nu / l) is a positive-definite kernel only for "
-                             f"0 < nu <= 2; got {nu}")
+            raise ValueError(
+                f"data.nu must lie in (0, 2]: exp(-|h|^nu / l) is a positive-definite kernel only for "
+                f"0 < nu <= 2; got {nu}"
+            )
         if not jitter >= 0:
             raise ValueError(f"data.jitter must be >= 0; got {jitter}")
         if kernel not in ("gp", "white"):
-            raise ValueError(f"data.kernel must be 'gp' or 'white' (Gamma = I, no temporal correlation); got {kernel!r}")
+            raise ValueError(
+                f"data.kernel must be 'gp' or 'white' (Gamma = I, no temporal correlation); got {kernel!r}"
+            )
         if n_train is not None and (int(n_train) != n_train or n_train < 1):
-            raise ValueError(f"data.n_train must be an integer >= 1, or null for fresh sequences every step; "
-                             f"got {n_train}")
+            raise ValueError(
+                f"data.n_train must be an integer >= 1, or null for fresh sequences every step; got {n_train}"
+            )
         self.save_hyperparameters()
         try:
-            self.dist = GaussianProcessSequences(N=N, d=d, length_scale=length_scale, nu=nu, mean=mean,
-                                                 seed=kernel_seed, jitter=jitter, kernel=kernel)
+            self.dist = GaussianProcessSequences(
+                N=N, d=d, length_scale=length_scale, nu=nu, mean=mean, seed=kernel_seed, jitter=jitter, kernel=kernel
+            )
         except ValueError as err:  # name the config fields: Gamma -> data.jitter, Sigma -> data.kernel_seed
             message = str(err).replace("gp.jitter", "data.jitter").replace("gp.seed", "data.kernel_seed")
             raise ValueError(message.replace("gp.", "data: ")) from err
@@ -125,8 +152,13 @@ class GaussianProcessDataModule(pl.LightningDataModule):
         if self._train_set is not None:
             ds = CycledBatches(self._train_set, hp.batch_size, hp.steps_per_epoch, hp.train_seed, self._global_step)
         else:
-            ds = FreshSampleStream(lambda n, g: {"x0": self.dist.sample(n, generator=g)}, hp.batch_size,
-                                   hp.steps_per_epoch, hp.train_seed, self._global_step)
+            ds = FreshSampleStream(
+                lambda n, g: {"x0": self.dist.sample(n, generator=g)},
+                hp.batch_size,
+                hp.steps_per_epoch,
+                hp.train_seed,
+                self._global_step,
+            )
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:

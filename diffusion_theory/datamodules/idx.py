@@ -9,6 +9,7 @@ each with or without ``.gz``), also under ``<folder>/MNIST/raw`` or ``<folder>/F
 torchvision downloads them. Fashion-MNIST without internet: Debian's package ``dataset-fashion-mnist`` installs it
 under /usr/share/datasets/fashion-mnist (``make data``).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -46,8 +47,9 @@ def read_idx(path: str | Path) -> Tensor:
     shape = struct.unpack(f">{ndim}I", data[4:header])
     count = int(np.prod(shape)) if ndim else 1
     if len(data) - header != count:
-        raise ValueError(f"{path}: header says shape {tuple(shape)} ({count} values) but the file holds "
-                         f"{len(data) - header}")
+        raise ValueError(
+            f"{path}: header says shape {tuple(shape)} ({count} values) but the file holds {len(data) - header}"
+        )
     array = np.frombuffer(data, dtype=np.uint8, count=count, offset=header).reshape(shape)
     return torch.from_numpy(array.copy())
 
@@ -79,8 +81,9 @@ def find_idx_files(folder: str | Path, split: str, how_to_get: str = "") -> tupl
         (found if hit is not None else missing).append(hit if hit is not None else stem)
     if missing:
         looked = ", ".join(str(folder / sub) if sub else str(folder) for sub in TORCHVISION_SUBDIRS)
-        raise MissingDataError(f"missing {', '.join(f'{m}[.gz]' for m in missing)}: looked in {looked}. "
-                               f"{how_to_get}".strip())
+        raise MissingDataError(
+            f"missing {', '.join(f'{m}[.gz]' for m in missing)}: looked in {looked}. {how_to_get}".strip()
+        )
     return found[0], found[1]
 
 
@@ -89,8 +92,10 @@ def load_split(folder: str | Path, split: str, how_to_get: str = "") -> tuple[Te
     images_path, labels_path = find_idx_files(folder, split, how_to_get)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dim() != 3 or labels.dim() != 1:
-        raise ValueError(f"{images_path}: expected images (n, H, W) and labels (n,); got {tuple(images.shape)} and "
-                         f"{tuple(labels.shape)} ({labels_path})")
+        raise ValueError(
+            f"{images_path}: expected images (n, H, W) and labels (n,); got {tuple(images.shape)} and "
+            f"{tuple(labels.shape)} ({labels_path})"
+        )
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images_path} holds {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
     return images, labels.long()

@@ -16,6 +16,7 @@ torchvision), or any folder of the four standard IDX files.
 The class index y is the DiT's label and the classifier's target; metric names use the data's own label
 (``classes[y]``), so the minority is ``val/fid/class_2`` in both MNIST and Fashion-MNIST (2 = pullover).
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -37,13 +38,17 @@ FASHION_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "s
 def how_to_get(dataset: str, root: str) -> str:
     """The ways to get a data set's IDX files, for the missing-data error."""
     if dataset == "fashion-mnist":
-        return (f"Get Fashion-MNIST with `make data` (apt-get install dataset-fashion-mnist: files under "
-                f"/usr/share/datasets/fashion-mnist), or data.init_args.download: true where the network allows "
-                f"(torchvision writes {root}/FashionMNIST/raw), or copy the four files into {root}.")
+        return (
+            f"Get Fashion-MNIST with `make data` (apt-get install dataset-fashion-mnist: files under "
+            f"/usr/share/datasets/fashion-mnist), or data.init_args.download: true where the network allows "
+            f"(torchvision writes {root}/FashionMNIST/raw), or copy the four files into {root}."
+        )
     if dataset == "mnist":
-        return (f"Get MNIST with data.init_args.download: true where the network allows (torchvision writes "
-                f"{root}/MNIST/raw), or copy train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz into {root}.")
+        return (
+            f"Get MNIST with data.init_args.download: true where the network allows (torchvision writes "
+            f"{root}/MNIST/raw), or copy train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz into {root}."
+        )
     return f"Put the four MNIST-format IDX files (train-images-idx3-ubyte[.gz] and friends) into {root}."
 
 
@@ -64,8 +69,10 @@ def keep_counts(class_sizes: dict[int, int], keep_fraction: dict[int, float]) ->
     for c, size in class_sizes.items():
         kept = int(round(keep_fraction.get(c, 1.0) * size))
         if kept < 1:
-            raise ValueError(f"data.keep_fraction: class {c} would be left empty ({keep_fraction.get(c, 1.0)} of its "
-                             f"{size} training images); raise its fraction")
+            raise ValueError(
+                f"data.keep_fraction: class {c} would be left empty ({keep_fraction.get(c, 1.0)} of its "
+                f"{size} training images); raise its fraction"
+            )
         counts[c] = kept
     return counts
 
@@ -91,11 +98,21 @@ class ImageClassesDataModule(pl.LightningDataModule):
         eval_batch_size: images per validation batch.
     """
 
-    def __init__(self, dataset: Dataset = "fashion-mnist", root: str | None = None, download: bool = True,
-                 classes: list[int] = [0, 1, 2, 3], keep_fraction: dict[int, float] = {2: 0.3},  # noqa: B006
-                 subset_seed: int = 0, image_size: int = 28, n_real_per_class: int | None = None,
-                 n_eval: int | None = 512, batch_size: int = 128, steps_per_epoch: int = 200,
-                 eval_batch_size: int = 256):
+    def __init__(
+        self,
+        dataset: Dataset = "fashion-mnist",
+        root: str | None = None,
+        download: bool = True,
+        classes: list[int] = [0, 1, 2, 3],  # noqa: B006 (jsonargparse shows it)
+        keep_fraction: dict[int, float] = {2: 0.3},  # noqa: B006
+        subset_seed: int = 0,
+        image_size: int = 28,
+        n_real_per_class: int | None = None,
+        n_eval: int | None = 512,
+        batch_size: int = 128,
+        steps_per_epoch: int = 200,
+        eval_batch_size: int = 256,
+    ):
         super().__init__()
         if dataset not in ("fashion-mnist", "mnist", "folder"):
             raise ValueError(f"data.dataset must be fashion-mnist, mnist or folder; got {dataset!r}")
@@ -110,8 +127,12 @@ class ImageClassesDataModule(pl.LightningDataModule):
                 raise ValueError(f"data.keep_fraction names class {c}, which is not in data.classes = {classes}")
             if not 0 < f <= 1:
                 raise ValueError(f"data.keep_fraction[{c}] must lie in (0, 1]; got {f}")
-        for name, value in (("image_size", image_size), ("batch_size", batch_size),
-                            ("steps_per_epoch", steps_per_epoch), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("image_size", image_size),
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"data.{name} must be an integer >= 1; got {value}")
         for name, value in (("n_real_per_class", n_real_per_class), ("n_eval", n_eval)):
@@ -146,8 +167,10 @@ class ImageClassesDataModule(pl.LightningDataModule):
             for train in (True, False):
                 cls(self.root, train=train, download=True)
         except Exception as err:  # offline, or a mirror down: the files stay missing
-            raise MissingDataError(f"{self.dataset}: the IDX files are not in {self.root} and the download failed "
-                                   f"({type(err).__name__}: {err}). {hint}") from err
+            raise MissingDataError(
+                f"{self.dataset}: the IDX files are not in {self.root} and the download failed "
+                f"({type(err).__name__}: {err}). {hint}"
+            ) from err
 
     def _select(self, images: Tensor, labels: Tensor, split: str) -> dict[int, Tensor]:
         """{label: indices of its images} in a seeded order, per class of ``classes``; a class absent is an error."""
@@ -156,8 +179,9 @@ class ImageClassesDataModule(pl.LightningDataModule):
         for c in self.classes:
             idx = (labels == c).nonzero().flatten()
             if idx.numel() == 0:
-                raise ValueError(f"data.classes: class {c} is not in the {split} split of {self.root} "
-                                 f"(its labels: {present})")
+                raise ValueError(
+                    f"data.classes: class {c} is not in the {split} split of {self.root} (its labels: {present})"
+                )
             g = torch.Generator().manual_seed(self.hparams.subset_seed * 1009 + c * 7 + (split == "test"))
             out[c] = idx[torch.randperm(idx.numel(), generator=g)]
         return out
@@ -174,7 +198,7 @@ class ImageClassesDataModule(pl.LightningDataModule):
             images, labels = self._load("train")
             order = self._select(images, labels, "train")
             counts = keep_counts({c: order[c].numel() for c in self.classes}, self.keep_fraction)
-            self._train = self._build(images, labels, {c: order[c][:counts[c]] for c in self.classes})
+            self._train = self._build(images, labels, {c: order[c][: counts[c]] for c in self.classes})
         return self._train
 
     @property
@@ -187,8 +211,10 @@ class ImageClassesDataModule(pl.LightningDataModule):
             chosen = {c: order[c][:n] if n is not None else order[c] for c in self.classes}
             short = {c: v.numel() for c, v in chosen.items() if v.numel() < 2}
             if short:
-                raise ValueError(f"data: the test split of {self.root} has fewer than 2 images of classes {short}; "
-                                 f"an FID needs at least 2 real images per class")
+                raise ValueError(
+                    f"data: the test split of {self.root} has fewer than 2 images of classes {short}; "
+                    f"an FID needs at least 2 real images per class"
+                )
             self._held_out = self._build(images, labels, chosen)
         return self._held_out
 

@@ -9,6 +9,7 @@ Dirichlet(1, ..., 1), i.e. uniformly on the simplex).
 The module answers the diagnostics' questions (see ``diffusion_theory.protocols``):
 exact noise posterior mean (Bayes), oracle estimate, token labels, theory quantities.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -48,16 +49,34 @@ class MTGMDataModule(pl.LightningDataModule):
 
     sample_shape_fields = ("P", "d")  # the config fields behind ``sample_shape``, named by shape errors
 
-    def __init__(self, d: int = 64, M: int = 8, K: int = 4, P: int = 256, rho: float = 0.3,
-                 pi_tilde: Literal["uniform"] | list[float] = "uniform", pi_min: float | None = None,
-                 pattern_seed: int = 0, batch_size: int = 32, steps_per_epoch: int = 100,
-                 n_train: int | None = None, data_seed: int = 0, n_eval: int = 512,
-                 eval_pi_tilde: Literal["random", "train"] | list[float] = "random", eval_seed: int = 2024,
-                 eval_batch_size: int = 8, posterior_dtype: Literal["float32", "float64"] = "float32"):
+    def __init__(
+        self,
+        d: int = 64,
+        M: int = 8,
+        K: int = 4,
+        P: int = 256,
+        rho: float = 0.3,
+        pi_tilde: Literal["uniform"] | list[float] = "uniform",
+        pi_min: float | None = None,
+        pattern_seed: int = 0,
+        batch_size: int = 32,
+        steps_per_epoch: int = 100,
+        n_train: int | None = None,
+        data_seed: int = 0,
+        n_eval: int = 512,
+        eval_pi_tilde: Literal["random", "train"] | list[float] = "random",
+        eval_seed: int = 2024,
+        eval_batch_size: int = 8,
+        posterior_dtype: Literal["float32", "float64"] = "float32",
+    ):
         super().__init__()
         validate_mtgm_shape(d=d, M=M, K=K, P=P, rho=rho)
-        for name, value in (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
-                            ("n_eval", n_eval), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("n_eval", n_eval),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1; got {value}")
         if n_train is not None and n_train < 1:
@@ -78,7 +97,9 @@ class MTGMDataModule(pl.LightningDataModule):
             e = -torch.rand(M, generator=g, dtype=torch.float64).log()  # Exp(1) -> Dirichlet(1, ..., 1)
             return e / e.sum()
         if isinstance(spec, str):
-            raise ValueError(f"data.eval_pi_tilde: expected 'random', 'train' or a list of {M} probabilities; got {spec!r}")
+            raise ValueError(
+                f"data.eval_pi_tilde: expected 'random', 'train' or a list of {M} probabilities; got {spec!r}"
+            )
         p = torch.as_tensor(spec, dtype=torch.float64)
         check_simplex(p, M, "data.eval_pi_tilde")
         return p
@@ -118,8 +139,13 @@ class MTGMDataModule(pl.LightningDataModule):
         if self._train_set is not None:
             ds = ShardedBatches(self._train_set, hp.batch_size, shuffle_seed=hp.data_seed)
         else:
-            ds = FreshSampleStream(lambda n, g: self._draw(self.train_dist, n, g), hp.batch_size,
-                                   hp.steps_per_epoch, hp.data_seed, self._global_step)
+            ds = FreshSampleStream(
+                lambda n, g: self._draw(self.train_dist, n, g),
+                hp.batch_size,
+                hp.steps_per_epoch,
+                hp.data_seed,
+                self._global_step,
+            )
         return DataLoader(ds, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
@@ -151,6 +177,10 @@ class MTGMDataModule(pl.LightningDataModule):
     def theory_quantities(self) -> dict[str, float]:
         """nu_min(K) (paper 1 (MTGM) eq. (7)) and delta(pi~) (paper 1 (MTGM) eq. (8)) of the training distribution,
         and the same for pi~'."""
-        return {"nu_min": self.train_dist.nu_min(), "delta": self.train_dist.imbalance(),
-                "eval_nu_min": self.eval_dist.nu_min(), "eval_delta": self.eval_dist.imbalance(),
-                "n_subsets": float(self.train_dist.subsets.shape[0])}
+        return {
+            "nu_min": self.train_dist.nu_min(),
+            "delta": self.train_dist.imbalance(),
+            "eval_nu_min": self.eval_dist.nu_min(),
+            "eval_delta": self.eval_dist.imbalance(),
+            "n_subsets": float(self.train_dist.subsets.shape[0]),
+        }

@@ -6,6 +6,7 @@ input declares ``input_shape`` (the DiT). When both are declared and differ, the
 folder, W&B run or training step, with one message naming both fields. Either side may leave its attribute
 out (the one-layer transformer of paper 1 takes any number of tokens): nothing is checked then.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,10 +24,13 @@ def check_sample_shape(datamodule: Any, network: Any) -> None:
     fields = getattr(datamodule, "sample_shape_fields", None)
     if fields and len(fields) == len(data_shape):
         data_side = "[" + ", ".join(f"data.init_args.{f} = {v}" for f, v in zip(fields, data_shape)) + "]"
-        hint = (f"; leave input_shape to follow the data: input_shape: "
-                f"\"[{', '.join('${data.init_args.' + f + '}' for f in fields)}]\"")
+        hint = (
+            f"; leave input_shape to follow the data: input_shape: "
+            f'"[{", ".join("${data.init_args." + f + "}" for f in fields)}]"'
+        )
     else:
         data_side, hint = f"{list(data_shape)}", ""
     raise SampleShapeError(
         f"model.init_args.network.init_args.input_shape = {list(net_shape)} must equal the shape of one data sample, "
-        f"{type(datamodule).__name__}.sample_shape = {data_side}{hint}")
+        f"{type(datamodule).__name__}.sample_shape = {data_side}{hint}"
+    )

@@ -10,6 +10,7 @@
   epoch whatever its size, so that validation comes every ``steps`` optimiser steps for any n
   (the n-sweep of paper 2, Fig. 4(a)); batches are a pure function of the global step.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -31,9 +32,21 @@ class FreshSampleStream(IterableDataset):
     ``step_fn`` returns the trainer's global step when the pass starts (0 outside a trainer).
     """
 
-    def __init__(self, sample_fn: Callable[[int, torch.Generator], dict[str, Tensor]], batch_size: int,
-                 steps: int, seed: int, step_fn: Callable[[], int] = lambda: 0):
-        self.sample_fn, self.batch_size, self.steps, self.seed, self.step_fn = sample_fn, batch_size, steps, seed, step_fn
+    def __init__(
+        self,
+        sample_fn: Callable[[int, torch.Generator], dict[str, Tensor]],
+        batch_size: int,
+        steps: int,
+        seed: int,
+        step_fn: Callable[[], int] = lambda: 0,
+    ):
+        self.sample_fn, self.batch_size, self.steps, self.seed, self.step_fn = (
+            sample_fn,
+            batch_size,
+            steps,
+            seed,
+            step_fn,
+        )
 
     def __len__(self) -> int:
         return self.steps
@@ -42,7 +55,7 @@ class FreshSampleStream(IterableDataset):
         rank, _ = current_rank_and_world()
         worker = get_worker_info()
         wid = worker.id if worker is not None else 0
-        g = torch.Generator().manual_seed(hash((self.seed, rank, wid, self.step_fn())) % (2 ** 62))
+        g = torch.Generator().manual_seed(hash((self.seed, rank, wid, self.step_fn())) % (2**62))
         for _ in range(self.steps):
             yield self.sample_fn(self.batch_size, g)
 
@@ -70,8 +83,8 @@ class ShardedBatches(IterableDataset):
             order = torch.randperm(self.n, generator=g)
             self._passes += 1
             per_rank = self.n // world  # training: equal shards, so every rank runs the same number of steps
-            return order[rank * per_rank:(rank + 1) * per_rank]
-        return order[rank * self.n // world:(rank + 1) * self.n // world]
+            return order[rank * per_rank : (rank + 1) * per_rank]
+        return order[rank * self.n // world : (rank + 1) * self.n // world]
 
     def __len__(self) -> int:
         _, world = current_rank_and_world()
@@ -80,7 +93,7 @@ class ShardedBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         rows = self._shard()
         for start in range(0, rows.numel(), self.batch_size):
-            idx = rows[start:start + self.batch_size]
+            idx = rows[start : start + self.batch_size]
             yield {k: v[idx] for k, v in self.tensors.items()}
 
 
@@ -95,8 +108,9 @@ class CycledBatches(IterableDataset):
     ``step_fn`` returns the trainer's global step when a pass starts (0 outside a trainer).
     """
 
-    def __init__(self, tensors: dict[str, Tensor], batch_size: int, steps: int, seed: int,
-                 step_fn: Callable[[], int] = lambda: 0):
+    def __init__(
+        self, tensors: dict[str, Tensor], batch_size: int, steps: int, seed: int, step_fn: Callable[[], int] = lambda: 0
+    ):
         sizes = {v.shape[0] for v in tensors.values()}
         if len(sizes) != 1:
             raise ValueError(f"CycledBatches: tensors must share their first dimension; got {sizes}")

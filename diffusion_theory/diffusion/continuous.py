@@ -7,11 +7,11 @@ so that abar_t = alpha_t^2 = e^{-t}. Training draws t ~ Unif[t0, T] with an earl
 time t0 > 0 (Sec. 5, paper 2 (GP) eq. (6)); sampling integrates the backward process from T down to t0
 (see ``samplers.reverse_sde_euler_maruyama`` and ``samplers.probability_flow_ode``).
 """
+
 from __future__ import annotations
 
-from typing import Literal
-
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -43,12 +43,19 @@ class ContinuousVPSchedule(NoiseSchedule):
 
     discrete = False
 
-    def __init__(self, T: float = 10.0, t0: float = 1e-3, model_time_scale: float = 1000.0,
-                 n_eval_times: int = 20, eval_spacing: TimeSpacing = "log"):
+    def __init__(
+        self,
+        T: float = 10.0,
+        t0: float = 1e-3,
+        model_time_scale: float = 1000.0,
+        n_eval_times: int = 20,
+        eval_spacing: TimeSpacing = "log",
+    ):
         super().__init__()
         if not (T > t0 > 0):
-            raise ValueError(f"schedule.T must be > t0 > 0 (terminal time above the early-stopping time); "
-                             f"got T={T}, t0={t0}")
+            raise ValueError(
+                f"schedule.T must be > t0 > 0 (terminal time above the early-stopping time); got T={T}, t0={t0}"
+            )
         if not model_time_scale > 0:
             raise ValueError(f"schedule.model_time_scale must be > 0; got {model_time_scale}")
         if n_eval_times < 1:
@@ -107,15 +114,18 @@ class ContinuousVPSchedule(NoiseSchedule):
         if spacing == "uniform":
             return torch.linspace(self.T, self.t0, n_steps + 1, dtype=torch.float64, device=device)
         if spacing == "log":
-            grid = torch.logspace(math.log10(self.T), math.log10(self.t0), n_steps + 1,
-                                  dtype=torch.float64, device=device)
+            grid = torch.logspace(
+                math.log10(self.T), math.log10(self.t0), n_steps + 1, dtype=torch.float64, device=device
+            )
             grid[0], grid[-1] = self.T, self.t0  # exact end points
             return grid
         raise ValueError(f"sampler.spacing must be 'uniform' or 'log'; got {spacing!r}")
 
     def extra_repr(self) -> str:
-        return (f"T={self.T}, t0={self.t0}, model_time_scale={self.model_time_scale}, "
-                f"n_eval_times={self.n_eval_times}, eval_spacing={self.eval_spacing!r}")
+        return (
+            f"T={self.T}, t0={self.t0}, model_time_scale={self.model_time_scale}, "
+            f"n_eval_times={self.n_eval_times}, eval_spacing={self.eval_spacing!r}"
+        )
 
 
 def _f64(t: Tensor | float) -> Tensor:

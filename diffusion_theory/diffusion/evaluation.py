@@ -25,6 +25,7 @@ off is 2^-24).
 
 ``needs_noisy_grid`` decides from the callbacks' kinds whether validation must build the grid at all.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,9 +88,15 @@ NoiseMethod = Literal["generator", "hash"]
 NOISE_METHODS: tuple[str, ...] = ("generator", "hash")
 
 
-def evaluation_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
-                     dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                     method: NoiseMethod = "generator") -> Tensor:
+def evaluation_noise(
+    index: Tensor,
+    n_times: int,
+    shape: tuple[int, ...],
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    method: NoiseMethod = "generator",
+) -> Tensor:
     """Standard normal noise E for each (sample, grid position): (B, n_times, *shape), a pure function of
     (seed, index, position), on ``device`` (default: ``index``'s device). ``method``: see the module docstring."""
     if method == "generator":
@@ -99,8 +106,9 @@ def evaluation_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: 
     return hash_noise(index, n_times, shape, seed, dtype, device)
 
 
-def generator_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
-                    dtype: torch.dtype = torch.float32) -> Tensor:
+def generator_noise(
+    index: Tensor, n_times: int, shape: tuple[int, ...], seed: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """(B, n_times, *shape) on the CPU: sample i's noise from its own generator seeded by (seed, i)."""
     out = torch.empty(index.numel(), n_times, *shape, dtype=dtype)
     for row, i in enumerate(index.tolist()):
@@ -109,8 +117,14 @@ def generator_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: i
     return out
 
 
-def hash_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
-               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+def hash_noise(
+    index: Tensor,
+    n_times: int,
+    shape: tuple[int, ...],
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """(B, n_times, *shape) from the counter-based hash, on ``device`` (default: ``index``'s device).
 
     Drawn in chunks of (sample, position) rows of at most ``CHUNK_ENTRIES`` entries (the CPU's caches keep the
@@ -125,7 +139,7 @@ def hash_noise(index: Tensor, n_times: int, shape: tuple[int, ...], seed: int,
     budget = CHUNK_ENTRIES if index.device.type == "cpu" else 64 * CHUNK_ENTRIES
     rows = max(1, budget // (2 * half))
     for start in range(0, keys.numel(), rows):
-        out[start:start + rows] = box_muller(random_words(keys[start:start + rows], 2 * half), n)
+        out[start : start + rows] = box_muller(random_words(keys[start : start + rows], 2 * half), n)
     return out.view(index.numel(), n_times, *shape)
 
 
@@ -134,8 +148,8 @@ def box_muller(words: Tensor, n: int) -> Tensor:
     float32. The top 24 bits of each word give the uniforms u in (0, 1] (first m words) and v in [0, 1)."""
     half = words.shape[-1] // 2
     top = ((words >> 8) & 0xFFFFFF).float()  # (R, 2 m), exact in float32
-    u = (top[:, :half] + 1.0) * 2.0 ** -24  # in (0, 1]: the log never sees 0
-    angle = top[:, half:] * (2 * math.pi * 2.0 ** -24)  # in [0, 2 pi)
+    u = (top[:, :half] + 1.0) * 2.0**-24  # in (0, 1]: the log never sees 0
+    angle = top[:, half:] * (2 * math.pi * 2.0**-24)  # in [0, 2 pi)
     r = torch.sqrt(-2.0 * torch.log(u))
     return torch.cat([r * torch.cos(angle), r * torch.sin(angle)], -1)[:, :n]
 

@@ -14,6 +14,7 @@ one process draws. The ranks come from a Lightning ``Trainer`` when one is given
 or validate), else from ``torch.distributed`` when it is initialised (a script under torchrun),
 else one process.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterator
@@ -27,10 +28,10 @@ from tqdm.auto import tqdm
 
 from diffusion_theory.diffusion.samplers import SAMPLERS, StepCallback, default_steps, resolve_sampler
 
-
 # ----------------------------------------------------------------------------------------
 # One process
 # ----------------------------------------------------------------------------------------
+
 
 def sample_shape(module: Any, shape: tuple[int, ...] | None) -> tuple[int, ...]:
     """The shape of one sample: ``shape`` if given, else the network's ``input_shape`` (DiT)."""
@@ -38,17 +39,28 @@ def sample_shape(module: Any, shape: tuple[int, ...] | None) -> tuple[int, ...]:
         return tuple(int(s) for s in shape)
     net_shape = getattr(module.inference_network, "input_shape", None)
     if net_shape is None:
-        raise ValueError(f"sample: pass shape=(...) (the network {type(module.inference_network).__name__} "
-                         f"has no input_shape)")
+        raise ValueError(
+            f"sample: pass shape=(...) (the network {type(module.inference_network).__name__} has no input_shape)"
+        )
     return tuple(int(s) for s in net_shape)
 
 
 @torch.no_grad()
-def generate(module: Any, n: int, sampler: str = "auto", n_steps: int | None = None,
-             generator: torch.Generator | None = None, callback: StepCallback | None = None,
-             callback_steps: Container[int] | None = None, shape: tuple[int, ...] | None = None,
-             progress: bool = True, cond: dict[str, Tensor] | None = None, guidance_scale: float | None = None,
-             drop_labels: bool = False, **sampler_kwargs: Any) -> Tensor:
+def generate(
+    module: Any,
+    n: int,
+    sampler: str = "auto",
+    n_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    callback_steps: Container[int] | None = None,
+    shape: tuple[int, ...] | None = None,
+    progress: bool = True,
+    cond: dict[str, Tensor] | None = None,
+    guidance_scale: float | None = None,
+    drop_labels: bool = False,
+    **sampler_kwargs: Any,
+) -> Tensor:
     """n samples (n, *shape) from ``module.inference_network`` on the module's device.
 
     ``cond``: the network's conditioning, {name: (n,) tensor} (e.g. class labels y); ``guidance_scale``:
@@ -64,8 +76,10 @@ def generate(module: Any, n: int, sampler: str = "auto", n_steps: int | None = N
     cond = {k: v.to(module.device) for k, v in (cond or {}).items()}
     for key, value in cond.items():
         if value.shape[:1] != (int(n),):
-            raise ValueError(f"sample: conditioning {key!r} must have one entry per sample, shape ({int(n)},); "
-                             f"got {tuple(value.shape)}")
+            raise ValueError(
+                f"sample: conditioning {key!r} must have one entry per sample, shape ({int(n)},); "
+                f"got {tuple(value.shape)}"
+            )
     network = module.inference_network
     was_training = network.training
     network.eval()
@@ -75,9 +89,18 @@ def generate(module: Any, n: int, sampler: str = "auto", n_steps: int | None = N
 
     steps = n_steps if n_steps is not None else default_steps(schedule, name)
     try:
-        return SAMPLERS[name](eps_fn, schedule, (int(n), *sample_shape(module, shape)), n_steps=steps,
-                              generator=generator, device=module.device, callback=callback,
-                              callback_steps=callback_steps, progress=progress, **sampler_kwargs)
+        return SAMPLERS[name](
+            eps_fn,
+            schedule,
+            (int(n), *sample_shape(module, shape)),
+            n_steps=steps,
+            generator=generator,
+            device=module.device,
+            callback=callback,
+            callback_steps=callback_steps,
+            progress=progress,
+            **sampler_kwargs,
+        )
     finally:
         network.train(was_training)
 
@@ -85,6 +108,7 @@ def generate(module: Any, n: int, sampler: str = "auto", n_steps: int | None = N
 # ----------------------------------------------------------------------------------------
 # Many processes
 # ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Ranks:
@@ -132,8 +156,14 @@ def chunk_generator(seed: int, k: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(k))
 
 
-def for_each_chunk(trainer: Any, pl_module: Any, n: int, chunk_size: int, seed: int,
-                   fn: Callable[[int, int, int, torch.Generator], None]) -> None:
+def for_each_chunk(
+    trainer: Any,
+    pl_module: Any,
+    n: int,
+    chunk_size: int,
+    seed: int,
+    fn: Callable[[int, int, int, torch.Generator], None],
+) -> None:
     """Call fn(k, start, rows, generator) for the chunks of n samples this rank draws (no collectives)."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
@@ -142,9 +172,16 @@ def for_each_chunk(trainer: Any, pl_module: Any, n: int, chunk_size: int, seed: 
         fn(k, start, rows, chunk_generator(seed, k, pl_module.device))
 
 
-def generate_across_ranks(trainer: Any, pl_module: Any, n: int, chunk_size: int, seed: int,
-                          cond: dict[str, Tensor] | None = None, progress: bool = False,
-                          **sample_kwargs: Any) -> Tensor:
+def generate_across_ranks(
+    trainer: Any,
+    pl_module: Any,
+    n: int,
+    chunk_size: int,
+    seed: int,
+    cond: dict[str, Tensor] | None = None,
+    progress: bool = False,
+    **sample_kwargs: Any,
+) -> Tensor:
     """n samples (n, *shape) from ``pl_module.sample``, drawn across ranks, identical on every rank and
     to one process. ``cond``: {name: (n,) tensor}, row i conditions sample i. ``progress``: a bar over the
     samples rank zero draws. ``trainer`` may be None (torch.distributed or one process).
@@ -157,13 +194,18 @@ def generate_across_ranks(trainer: Any, pl_module: Any, n: int, chunk_size: int,
     cond = dict(cond or {})
     out = torch.zeros(n, *sample_shape(pl_module, sample_kwargs.pop("shape", None)), device=pl_module.device)
     own = sum(rows for _, _, rows in chunk_plan(n, max(1, chunk_size), ranks.rank, ranks.world))
-    bar = tqdm(total=own, unit="sample", desc=f"sampling (rank 0 of {ranks.world})" if ranks.world > 1 else "sampling",
-               disable=not progress or ranks.rank != 0)
+    bar = tqdm(
+        total=own,
+        unit="sample",
+        desc=f"sampling (rank 0 of {ranks.world})" if ranks.world > 1 else "sampling",
+        disable=not progress or ranks.rank != 0,
+    )
 
     def draw(k: int, start: int, rows: int, generator: torch.Generator) -> None:
-        chunk_cond = {key: value[start:start + rows] for key, value in cond.items()}
-        out[start:start + rows] = pl_module.sample(rows, generator=generator, cond=chunk_cond, progress=False,
-                                                   **sample_kwargs).to(out.dtype)
+        chunk_cond = {key: value[start : start + rows] for key, value in cond.items()}
+        out[start : start + rows] = pl_module.sample(
+            rows, generator=generator, cond=chunk_cond, progress=False, **sample_kwargs
+        ).to(out.dtype)
         bar.update(rows)
 
     for_each_chunk(trainer, pl_module, n, chunk_size, seed, draw)

@@ -17,6 +17,7 @@ Conventions shared by every sampler:
 * ``progress=True`` shows a tqdm bar over the steps.
 * Arithmetic on the coefficients is float64; states keep x_T's dtype.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
@@ -37,8 +38,10 @@ StepCallback = Callable[[int, Tensor, Tensor], None]
 # Shared plumbing
 # ----------------------------------------------------------------------------------------
 
-def _initial_state(shape: Sequence[int], x_T: Tensor | None, generator: torch.Generator | None,
-                   device: torch.device | str | None) -> Tensor:
+
+def _initial_state(
+    shape: Sequence[int], x_T: Tensor | None, generator: torch.Generator | None, device: torch.device | str | None
+) -> Tensor:
     if x_T is not None:
         if tuple(x_T.shape) != tuple(shape):
             raise ValueError(f"x_T must have the requested shape {tuple(shape)}; got {tuple(x_T.shape)}")
@@ -83,12 +86,21 @@ def respaced_steps(T: int, n_steps: int | None) -> list[int]:
 # Discrete schedules: DDPM ancestral sampling and DDIM
 # ----------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def ddpm_ancestral(eps_fn: EpsFn, schedule: DiscreteSchedule, shape: Sequence[int], n_steps: int | None = None,
-                   generator: torch.Generator | None = None, device: torch.device | str | None = None,
-                   x_T: Tensor | None = None, variance: Literal["posterior", "beta"] = "posterior",
-                   callback: StepCallback | None = None, callback_steps: Container[int] | None = None,
-                   progress: bool = False) -> Tensor:
+def ddpm_ancestral(
+    eps_fn: EpsFn,
+    schedule: DiscreteSchedule,
+    shape: Sequence[int],
+    n_steps: int | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    x_T: Tensor | None = None,
+    variance: Literal["posterior", "beta"] = "posterior",
+    callback: StepCallback | None = None,
+    callback_steps: Container[int] | None = None,
+    progress: bool = False,
+) -> Tensor:
     """Ancestral sampling of the reverse chain (Ho et al., 2020, Alg. 2), on the respaced steps.
 
     With steps t_0 = T > t_1 > ... > t_{K-1} >= 1 (all T steps when n_steps is None) and
@@ -122,10 +134,19 @@ def ddpm_ancestral(eps_fn: EpsFn, schedule: DiscreteSchedule, shape: Sequence[in
 
 
 @torch.no_grad()
-def ddim(eps_fn: EpsFn, schedule: DiscreteSchedule, shape: Sequence[int], n_steps: int | None = 50,
-         eta: float = 0.0, generator: torch.Generator | None = None, device: torch.device | str | None = None,
-         x_T: Tensor | None = None, callback: StepCallback | None = None,
-         callback_steps: Container[int] | None = None, progress: bool = False) -> Tensor:
+def ddim(
+    eps_fn: EpsFn,
+    schedule: DiscreteSchedule,
+    shape: Sequence[int],
+    n_steps: int | None = 50,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    x_T: Tensor | None = None,
+    callback: StepCallback | None = None,
+    callback_steps: Container[int] | None = None,
+    progress: bool = False,
+) -> Tensor:
     """DDIM (Song et al., 2021, eq. 12) on n_steps respaced steps; eta = 0 is deterministic.
 
         x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
@@ -148,7 +169,7 @@ def ddim(eps_fn: EpsFn, schedule: DiscreteSchedule, shape: Sequence[int], n_step
         eps = eps_fn(x, t_batch)
         x0_hat = (x - _bcast((1 - abar_t).sqrt(), x) * eps) / _bcast(abar_t.sqrt(), x)
         sigma = eta * ((1 - abar_s) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_s).sqrt()
-        x = _bcast(abar_s.sqrt(), x) * x0_hat + _bcast((1 - abar_s - sigma ** 2).clamp_min(0).sqrt(), x) * eps
+        x = _bcast(abar_s.sqrt(), x) * x0_hat + _bcast((1 - abar_s - sigma**2).clamp_min(0).sqrt(), x) * eps
         if sigma > 0:
             x = x + _bcast(sigma, x) * _noise_like(x, generator)
     _notify(callback, callback_steps, len(steps), _batch_time(0, x, torch.long), x)
@@ -158,6 +179,7 @@ def ddim(eps_fn: EpsFn, schedule: DiscreteSchedule, shape: Sequence[int], n_step
 # ----------------------------------------------------------------------------------------
 # Continuous VP process (paper 2): reverse SDE and probability-flow ODE
 # ----------------------------------------------------------------------------------------
+
 
 def _score(eps_fn: EpsFn, schedule: ContinuousVPSchedule, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
     """(score, t_batch) with score = -eps(x, t) / sigma_t."""
@@ -173,12 +195,20 @@ def _tweedie_x0(x: Tensor, score: Tensor, schedule: ContinuousVPSchedule, t: flo
 
 
 @torch.no_grad()
-def reverse_sde_euler_maruyama(eps_fn: EpsFn, schedule: ContinuousVPSchedule, shape: Sequence[int],
-                               n_steps: int = 1000, generator: torch.Generator | None = None,
-                               device: torch.device | str | None = None, x_T: Tensor | None = None,
-                               spacing: TimeSpacing = "uniform", denoise_final: bool = False,
-                               callback: StepCallback | None = None, callback_steps: Container[int] | None = None,
-                               progress: bool = False) -> Tensor:
+def reverse_sde_euler_maruyama(
+    eps_fn: EpsFn,
+    schedule: ContinuousVPSchedule,
+    shape: Sequence[int],
+    n_steps: int = 1000,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    x_T: Tensor | None = None,
+    spacing: TimeSpacing = "uniform",
+    denoise_final: bool = False,
+    callback: StepCallback | None = None,
+    callback_steps: Container[int] | None = None,
+    progress: bool = False,
+) -> Tensor:
     """Euler-Maruyama on paper 2's backward SDE (Sec. 2, Backward), from T down to t0:
 
         dX = [X / 2 + grad log p_t(X)] dt + dW,   grad log p_t(x) = -eps(x, t) / sigma_t,
@@ -194,7 +224,7 @@ def reverse_sde_euler_maruyama(eps_fn: EpsFn, schedule: ContinuousVPSchedule, sh
         _notify(callback, callback_steps, k, _batch_time(t, x, torch.float64), x)
         score, _ = _score(eps_fn, schedule, x, t)
         h = t - t_next
-        x = x + h * (0.5 * x + score) + h ** 0.5 * _noise_like(x, generator)
+        x = x + h * (0.5 * x + score) + h**0.5 * _noise_like(x, generator)
     if denoise_final:
         x = _tweedie_x0(x, _score(eps_fn, schedule, x, times[-1])[0], schedule, times[-1])
     _notify(callback, callback_steps, n_steps, _batch_time(times[-1], x, torch.float64), x)
@@ -202,12 +232,21 @@ def reverse_sde_euler_maruyama(eps_fn: EpsFn, schedule: ContinuousVPSchedule, sh
 
 
 @torch.no_grad()
-def probability_flow_ode(eps_fn: EpsFn, schedule: ContinuousVPSchedule, shape: Sequence[int],
-                         n_steps: int = 100, generator: torch.Generator | None = None,
-                         device: torch.device | str | None = None, x_T: Tensor | None = None,
-                         spacing: TimeSpacing = "uniform", method: Literal["euler", "heun"] = "heun",
-                         denoise_final: bool = False, callback: StepCallback | None = None,
-                         callback_steps: Container[int] | None = None, progress: bool = False) -> Tensor:
+def probability_flow_ode(
+    eps_fn: EpsFn,
+    schedule: ContinuousVPSchedule,
+    shape: Sequence[int],
+    n_steps: int = 100,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    x_T: Tensor | None = None,
+    spacing: TimeSpacing = "uniform",
+    method: Literal["euler", "heun"] = "heun",
+    denoise_final: bool = False,
+    callback: StepCallback | None = None,
+    callback_steps: Container[int] | None = None,
+    progress: bool = False,
+) -> Tensor:
     """The probability-flow ODE of the forward process dX = -X/2 dt + dW (Song et al., 2021b),
     integrated backward from T to t0:
 
@@ -278,8 +317,9 @@ def default_steps(schedule: DiscreteSchedule | ContinuousVPSchedule, sampler: st
     return 1000
 
 
-def callback_times(schedule: DiscreteSchedule | ContinuousVPSchedule, n_steps: int | None,
-                   spacing: TimeSpacing = "uniform") -> Tensor:
+def callback_times(
+    schedule: DiscreteSchedule | ContinuousVPSchedule, n_steps: int | None, spacing: TimeSpacing = "uniform"
+) -> Tensor:
     """The schedule's native time of the state a sampler hands to ``callback`` at step k = 0 .. K: (K + 1,).
 
     Discrete: the respaced steps T = t_0 > ... > t_{K-1} >= 1, then 0 (the returned sample; abar_0 = 1).
@@ -305,8 +345,10 @@ def alpha_bar_at(schedule: DiscreteSchedule | ContinuousVPSchedule, times: Tenso
 # Backward steps of another chain, matched by noise level
 # ----------------------------------------------------------------------------------------
 
-def reference_alpha_bar(steps: Sequence[int], reference_steps: int = 1000, beta_start: float = 1e-4,
-                        beta_end: float = 0.02) -> Tensor:
+
+def reference_alpha_bar(
+    steps: Sequence[int], reference_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> Tensor:
     """abar of the state after k backward steps of a reference DDPM, for each k of ``steps``: (len(steps),) float64.
 
     The reference is the linear-beta chain of Ho et al. and the DiT code base (beta_t linear in

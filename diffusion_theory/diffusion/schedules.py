@@ -12,6 +12,7 @@ and knows how to draw training times. Discrete schedules index t in {1, ..., T}
 - ``LinearBetaSchedule``: Ho et al. / the DiT code base: beta linear in [1e-4, 0.02], T = 1000.
 - ``ContinuousVPSchedule`` (in ``continuous.py``): paper 2, alpha_t = e^{-t/2}.
 """
+
 from __future__ import annotations
 
 import abc
@@ -70,14 +71,22 @@ class DiscreteSchedule(NoiseSchedule):
 
     discrete = True
 
-    def __init__(self, alphas: Tensor, time_sampling: TimeSampling = "uniform", fraction: float = 0.4,
-                 n_eval_steps: int | None = None, eval_spacing: EvalSpacing = "log_snr"):
+    def __init__(
+        self,
+        alphas: Tensor,
+        time_sampling: TimeSampling = "uniform",
+        fraction: float = 0.4,
+        n_eval_steps: int | None = None,
+        eval_spacing: EvalSpacing = "log_snr",
+    ):
         super().__init__()
         alphas = torch.as_tensor(alphas, dtype=torch.float64)
         if alphas.dim() != 1 or alphas.numel() < 1:
             raise ValueError("schedule: T must be >= 1 (got an empty alpha sequence)")
         if not bool(((alphas > 0) & (alphas < 1)).all()):
-            raise ValueError(f"schedule: every alpha_t must lie in (0, 1); got min {alphas.min():.4g}, max {alphas.max():.4g}")
+            raise ValueError(
+                f"schedule: every alpha_t must lie in (0, 1); got min {alphas.min():.4g}, max {alphas.max():.4g}"
+            )
         if time_sampling not in ("uniform", "first", "last"):
             raise ValueError(f"schedule.time_sampling must be one of uniform, first, last; got {time_sampling!r}")
         if not 0 < fraction <= 1:
@@ -91,8 +100,10 @@ class DiscreteSchedule(NoiseSchedule):
             raise ValueError(f"schedule.eval_spacing must be 'log_snr' or 'alpha_bar'; got {eval_spacing!r}")
         lo, hi = self.time_range
         if n_eval_steps is not None and (int(n_eval_steps) != n_eval_steps or not 1 <= n_eval_steps <= hi - lo + 1):
-            raise ValueError(f"schedule.n_eval_steps must be null (every step) or an integer in [1, {hi - lo + 1}] "
-                             f"(the number of training steps, {lo}..{hi}); got {n_eval_steps}")
+            raise ValueError(
+                f"schedule.n_eval_steps must be null (every step) or an integer in [1, {hi - lo + 1}] "
+                f"(the number of training steps, {lo}..{hi}); got {n_eval_steps}"
+            )
         self.n_eval_steps = None if n_eval_steps is None else int(n_eval_steps)
         self.eval_spacing: EvalSpacing = eval_spacing
 
@@ -140,9 +151,16 @@ class DiscreteSchedule(NoiseSchedule):
 class LinearAlphaSchedule(DiscreteSchedule):
     """Paper 1, Sec. 5.1: alpha_t = alpha_1 - (alpha_1 - alpha_T)(t - 1)/(T - 1), abar_t = prod alpha_i."""
 
-    def __init__(self, T: int = 50, alpha_1: float = 0.98, alpha_T: float = 0.95,
-                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4, n_eval_steps: int | None = None,
-                 eval_spacing: EvalSpacing = "log_snr"):
+    def __init__(
+        self,
+        T: int = 50,
+        alpha_1: float = 0.98,
+        alpha_T: float = 0.95,
+        time_sampling: TimeSampling = "uniform",
+        fraction: float = 0.4,
+        n_eval_steps: int | None = None,
+        eval_spacing: EvalSpacing = "log_snr",
+    ):
         if T < 1:
             raise ValueError(f"schedule.T must be >= 1; got {T}")
         for name, a in (("alpha_1", alpha_1), ("alpha_T", alpha_T)):
@@ -159,9 +177,16 @@ class LinearAlphaSchedule(DiscreteSchedule):
 class LinearBetaSchedule(DiscreteSchedule):
     """Ho et al. (2020) and the DiT code base: beta_t linear from beta_start to beta_end over T steps."""
 
-    def __init__(self, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02,
-                 time_sampling: TimeSampling = "uniform", fraction: float = 0.4, n_eval_steps: int | None = None,
-                 eval_spacing: EvalSpacing = "log_snr"):
+    def __init__(
+        self,
+        T: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        time_sampling: TimeSampling = "uniform",
+        fraction: float = 0.4,
+        n_eval_steps: int | None = None,
+        eval_spacing: EvalSpacing = "log_snr",
+    ):
         if T < 1:
             raise ValueError(f"schedule.T must be >= 1; got {T}")
         if not 0 < beta_start <= beta_end < 1:

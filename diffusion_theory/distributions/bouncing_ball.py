@@ -19,6 +19,7 @@ the instant of a bounce). Frame k shows the ball at t = k.
 Rendering: an anti-aliased disc, intensity clamp(r + 1/2 - |p - c|, 0, 1) at every pixel centre p (1 inside,
 a one-pixel linear ramp at the rim), vectorised over videos, frames and pixels (no Python loop over pixels).
 """
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,7 @@ class BouncingBall:
         check_count("n", n)
         g = torch.Generator().manual_seed(int(seed))
         rows = []
-        for start in range(0, n, STATE_CHUNK):
+        for _ in range(0, n, STATE_CHUNK):
             rows.append(torch.rand(STATE_CHUNK, 3, generator=g, dtype=torch.float64))  # (chunk, 3)
         u = torch.cat(rows)[:n]  # (n, 3)
         start = self.radius + self.width * u[:, :2]
@@ -81,7 +82,9 @@ class BouncingBall:
         check_count("frames", frames)
         direction = torch.stack([torch.cos(angle), torch.sin(angle)], -1).to(torch.float64)  # (n, 2)
         k = torch.arange(frames, dtype=torch.float64)  # (F,)
-        unfolded = (start.to(torch.float64) - self.radius)[:, None, :] + self.speed * k[None, :, None] * direction[:, None, :]
+        unfolded = (start.to(torch.float64) - self.radius)[:, None, :] + self.speed * k[None, :, None] * direction[
+            :, None, :
+        ]
         return self.radius + fold(unfolded, self.width)  # (n, F, 2)
 
     def sample_trajectories(self, n: int, frames: int, seed: int) -> Tensor:
@@ -119,6 +122,7 @@ def render_discs(centres: Tensor, size: int, radius: float, dtype: torch.dtype =
 # Checks (one clear error, before any work)
 # ----------------------------------------------------------------------------------------
 
+
 def check_count(name: str, value: int) -> None:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value}")
@@ -129,7 +133,9 @@ def validate_geometry(size: int, radius: float, speed: float, prefix: str = "") 
     if int(size) != size or size < 2:
         raise ValueError(f"{prefix}size must be an integer >= 2 (the frame side in pixels); got {size}")
     if not 0 < radius < size / 2:
-        raise ValueError(f"{prefix}radius must satisfy 0 < radius < size / 2 = {size / 2:g} so the ball fits the "
-                         f"{size} x {size} frame; got {radius}")
+        raise ValueError(
+            f"{prefix}radius must satisfy 0 < radius < size / 2 = {size / 2:g} so the ball fits the "
+            f"{size} x {size} frame; got {radius}"
+        )
     if not speed > 0:
         raise ValueError(f"{prefix}speed must be > 0 pixels per frame (a ball at speed 0 never moves); got {speed}")

@@ -27,6 +27,7 @@ default ``factorization='eigh'`` uses the symmetric square root U diag(sqrt(max(
 reproduces Gamma to machine precision; ``factorization='cholesky'`` insists on a Cholesky factor
 of Gamma + jitter I and reports when there is none.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -49,7 +50,7 @@ EIG_TOL = 1e-8
 def kernel_matrix(N: int, length_scale: float, nu: float) -> Tensor:
     """Gamma_ij = exp(-|i - j|^nu / l) on the grid h_i = i, i = 1..N; float64 (N, N)."""
     h = torch.arange(N, dtype=torch.float64)
-    return torch.exp(-(h[:, None] - h[None, :]).abs() ** nu / length_scale)
+    return torch.exp(-((h[:, None] - h[None, :]).abs() ** nu) / length_scale)
 
 
 def _left_multiply(M: Tensor, X: Tensor) -> Tensor:
@@ -86,17 +87,28 @@ class GaussianProcessSequences:
         sigma_eigenvalues (d,), sigma_eigenvectors (d, d), gamma_factor (N, N), sigma_factor (d, d).
     """
 
-    def __init__(self, N: int = 128, d: int = 8, length_scale: float = 64.0, nu: float = 2.0,
-                 mean: float = 0.0, seed: int = 0, jitter: float = 0.0,
-                 factorization: Factorization = "eigh", kernel: Kernel = "gp"):
+    def __init__(
+        self,
+        N: int = 128,
+        d: int = 8,
+        length_scale: float = 64.0,
+        nu: float = 2.0,
+        mean: float = 0.0,
+        seed: int = 0,
+        jitter: float = 0.0,
+        factorization: Factorization = "eigh",
+        kernel: Kernel = "gp",
+    ):
         for name, value in (("N", N), ("d", d)):
             if int(value) != value or value < 1:
                 raise ValueError(f"gp.{name} must be an integer >= 1; got {value}")
         if not length_scale > 0:
             raise ValueError(f"gp.length_scale must be > 0; got {length_scale}")
         if not 0 < nu <= 2:
-            raise ValueError(f"gp.nu must lie in (0, 2]: exp(-|h|^nu / l) is a positive-definite kernel only for "
-                             f"0 < nu <= 2 (beyond 2 Gamma is not positive semi-definite); got {nu}")
+            raise ValueError(
+                f"gp.nu must lie in (0, 2]: exp(-|h|^nu / l) is a positive-definite kernel only for "
+                f"0 < nu <= 2 (beyond 2 Gamma is not positive semi-definite); got {nu}"
+            )
         if not jitter >= 0:
             raise ValueError(f"gp.jitter must be >= 0; got {jitter}")
         if factorization not in ("eigh", "cholesky"):
@@ -146,24 +158,35 @@ class GaussianProcessSequences:
     def _check_psd(self, name: str, eigenvalues: Tensor) -> None:
         lo, hi = float(eigenvalues.min()), float(eigenvalues.max())
         if lo < -EIG_TOL * max(hi, 1e-300):
-            raise ValueError(f"gp.{name} is not positive semi-definite ({self._describe(name)}): min eigenvalue "
-                             f"{lo:.3g} (max {hi:.3g}). {self._remedy(name, f'at least {-lo:.3g}')}")
+            raise ValueError(
+                f"gp.{name} is not positive semi-definite ({self._describe(name)}): min eigenvalue "
+                f"{lo:.3g} (max {hi:.3g}). {self._remedy(name, f'at least {-lo:.3g}')}"
+            )
 
     def _cholesky(self, name: str, matrix: Tensor, eigenvalues: Tensor) -> Tensor:
         L, info = torch.linalg.cholesky_ex(matrix)
         if int(info) != 0:
-            raise ValueError(f"gp.{name} is not numerically positive definite ({self._describe(name)}): Cholesky "
-                             f"failed, min eigenvalue {float(eigenvalues.min()):.3g} "
-                             f"(max {float(eigenvalues.max()):.3g}). {self._remedy(name, 'e.g. 1e-6')}, "
-                             f"or use gp.factorization='eigh'")
+            raise ValueError(
+                f"gp.{name} is not numerically positive definite ({self._describe(name)}): Cholesky "
+                f"failed, min eigenvalue {float(eigenvalues.min()):.3g} "
+                f"(max {float(eigenvalues.max()):.3g}). {self._remedy(name, 'e.g. 1e-6')}, "
+                f"or use gp.factorization='eigh'"
+            )
         return L
 
     def _on(self, device: torch.device, dtype: torch.dtype = torch.float64) -> tuple[Tensor, ...]:
         """(U, lam, V, s) on a device, cached."""
         key = (torch.device(device), dtype)
         if key not in self._device_cache:
-            self._device_cache[key] = tuple(m.to(device=device, dtype=dtype) for m in (
-                self.gamma_eigenvectors, self.gamma_eigenvalues, self.sigma_eigenvectors, self.sigma_eigenvalues))
+            self._device_cache[key] = tuple(
+                m.to(device=device, dtype=dtype)
+                for m in (
+                    self.gamma_eigenvectors,
+                    self.gamma_eigenvalues,
+                    self.sigma_eigenvectors,
+                    self.sigma_eigenvalues,
+                )
+            )
         return self._device_cache[key]
 
     # ------------------------------------------------------------------ covariance
@@ -191,8 +214,13 @@ class GaussianProcessSequences:
             drawn += chunk.shape[1]
             yield chunk
 
-    def sample(self, n: int, generator: torch.Generator | int | None = None,
-               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
         """n sequences, (n, N, d): X = mu + L_Gamma G L_Sigma^T, G ~ N(0, I) (Kronecker sampling).
 
         ``generator``: a CPU torch.Generator, an int seed, or None for torch's global generator.
@@ -206,7 +234,7 @@ class GaussianProcessSequences:
             rows = G.shape[1]
             spatial = (G.reshape(self.N * rows, self.d) @ self.sigma_factor.T).reshape(self.N, rows * self.d)
             frames = (self.gamma_factor @ spatial).reshape(self.N, rows, self.d)  # L_Gamma G L_Sigma^T, time-major
-            X[start:start + rows] = frames.transpose(0, 1)
+            X[start : start + rows] = frames.transpose(0, 1)
             start += rows
         if self.mean != 0:
             X += self.mean
@@ -253,11 +281,15 @@ class GaussianProcessSequences:
 
     def exact_eps_fn(self, schedule) -> Callable[[Tensor, Tensor], Tensor]:
         """eps_fn(x_t, t) = E[E | X^t] for a schedule (anything with ``alpha_bar(t)``), for the samplers."""
+
         def eps_fn(x_t: Tensor, t: Tensor) -> Tensor:
             return self.eps_posterior_mean(x_t, schedule.alpha_bar(t))
+
         return eps_fn
 
     def __repr__(self) -> str:
-        return (f"GaussianProcessSequences(N={self.N}, d={self.d}, length_scale={self.length_scale:g}, nu={self.nu:g}, "
-                f"mean={self.mean:g}, seed={self.seed}, jitter={self.jitter:g}, factorization={self.factorization!r}, "
-                f"kernel={self.kernel!r})")
+        return (
+            f"GaussianProcessSequences(N={self.N}, d={self.d}, length_scale={self.length_scale:g}, nu={self.nu:g}, "
+            f"mean={self.mean:g}, seed={self.seed}, jitter={self.jitter:g}, factorization={self.factorization!r}, "
+            f"kernel={self.kernel!r})"
+        )

@@ -16,6 +16,7 @@ where E[M_Y | X^t] comes from the exact posterior over the K-subset Z and the to
 enumerating all C(M, K) subsets (see ``MTGM._label_posterior``): a few batched matrix products
 and a log-sum-exp over the subsets.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,13 +27,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
 # ----------------------------------------------------------------------------------------
 # Pattern proportions pi~
 # ----------------------------------------------------------------------------------------
 
-def resolve_pi_tilde(M: int, pi_tilde: str | Sequence[float] = "uniform", pi_min: float | None = None,
-                     field: str = "pi_tilde") -> Tensor:
+
+def resolve_pi_tilde(
+    M: int, pi_tilde: str | Sequence[float] = "uniform", pi_min: float | None = None, field: str = "pi_tilde"
+) -> Tensor:
     """pi~ as a (M,) float64 tensor from ``uniform``, an explicit list, or its minimal entry.
 
     With ``pi_min`` one pattern (index 0) gets pi_min and the other M - 1 share the remainder
@@ -40,8 +42,10 @@ def resolve_pi_tilde(M: int, pi_tilde: str | Sequence[float] = "uniform", pi_min
     """
     if pi_min is not None:
         if not 0 < pi_min <= 1.0 / M:
-            raise ValueError(f"{field.replace('pi_tilde', 'pi_min')}: must lie in (0, 1/M] = (0, {1.0 / M:.4g}] "
-                             f"so that it is the minimal entry; got {pi_min}")
+            raise ValueError(
+                f"{field.replace('pi_tilde', 'pi_min')}: must lie in (0, 1/M] = (0, {1.0 / M:.4g}] "
+                f"so that it is the minimal entry; got {pi_min}"
+            )
         rest = (1.0 - pi_min) / (M - 1)
         return torch.tensor([pi_min] + [rest] * (M - 1), dtype=torch.float64)
     if isinstance(pi_tilde, str):
@@ -83,12 +87,13 @@ def orthogonal_patterns(M: int, d: int, seed: int = 0) -> Tensor:
     """M patterns with mu_i^T mu_j = sqrt(d) delta_ij: d^{1/4} times orthonormal rows. (M, d) float64."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(d, M, generator=g, dtype=torch.float64))  # (d, M) orthonormal columns
-    return q.T.contiguous() * d ** 0.25
+    return q.T.contiguous() * d**0.25
 
 
 # ----------------------------------------------------------------------------------------
 # The distribution
 # ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class MTGMSample:
@@ -119,7 +124,7 @@ class MTGM:
         self.subsets = k_subsets(M, K)  # (n_Z, M)
         self.subset_pi = subset_proportions(self.subsets, self.pi_tilde)  # (n_Z, M)
 
-    def with_pi_tilde(self, pi_tilde: Tensor) -> "MTGM":
+    def with_pi_tilde(self, pi_tilde: Tensor) -> MTGM:
         """Same patterns, other proportions: the shifted distribution D(pi~', K, {mu_i}, rho) of Sec. 5.1."""
         other = object.__new__(MTGM)
         other.__dict__.update(self.__dict__)
@@ -144,7 +149,7 @@ class MTGM:
     def oracle_coefficient(self, abar: Tensor) -> Tensor:
         """c_t = sqrt(1 - abar_t) / (1 - abar_t + rho^2 abar_t), paper 1 (MTGM) eq. (16)."""
         abar = abar.double()
-        return (1 - abar).sqrt() / (1 - abar + self.rho ** 2 * abar)
+        return (1 - abar).sqrt() / (1 - abar + self.rho**2 * abar)
 
     def oracle_eps(self, x_t: Tensor, abar: Tensor, labels: Tensor) -> Tensor:
         """E[E | X^t, M_Y] = c_t (X^t - sqrt(abar_t) M_Y), paper 1 (MTGM) eq. (13).
@@ -158,7 +163,7 @@ class MTGM:
         """Oracle risk at each t with the loss's normalisation: rho^2 abar / (rho^2 abar + 1 - abar) / 2,
         paper 1 (MTGM) eq. (33)."""
         abar = abar.double()
-        return 0.5 * self.rho ** 2 * abar / (self.rho ** 2 * abar + 1 - abar)
+        return 0.5 * self.rho**2 * abar / (self.rho**2 * abar + 1 - abar)
 
     def _label_posterior(self, x: Tensor, abar: Tensor, dtype: torch.dtype) -> Tensor:
         """p(Y_p = u | X^t) for one chunk, token-minor: (B, M, P). x: (B, P, d), abar: (B,).
@@ -174,7 +179,7 @@ class MTGM:
         """
         x = x.to(dtype)  # (B, P, d)
         abar = abar.to(device=x.device, dtype=torch.float64).view(-1, 1, 1)
-        scale = (abar.sqrt() / (self.rho ** 2 * abar + 1 - abar)).to(dtype)  # (B, 1, 1)  sqrt(abar) / s^2
+        scale = (abar.sqrt() / (self.rho**2 * abar + 1 - abar)).to(dtype)  # (B, 1, 1)  sqrt(abar) / s^2
         mu = self.patterns.to(device=x.device, dtype=dtype)  # (M, d)
         pis = self.subset_pi.to(device=x.device, dtype=dtype)  # (n_Z, M)
         loglik = (mu @ x.mT).mul_(scale)  # (B, M, P)
@@ -185,8 +190,9 @@ class MTGM:
         ratio = mix.reciprocal_().mul_(post_z.unsqueeze(-1))  # (B, n_Z, P)  p(Z | X^t) / D_Zp
         return lik.mul_(pis.T @ ratio)  # (B, M, P)
 
-    def posterior_token_labels(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64,
-                               chunk: int = 128) -> Tensor:
+    def posterior_token_labels(
+        self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64, chunk: int = 128
+    ) -> Tensor:
         """Exact posterior p(Y_p = u | X^t), (B, P, M), enumerating every K-subset Z (see ``_label_posterior``).
 
         No sampling is involved. ``dtype`` float64 (default) is exact to rounding; float32 (the fast
@@ -196,7 +202,7 @@ class MTGM:
         """
         out = torch.empty(*x_t.shape[:-1], self.M, dtype=dtype, device=x_t.device)  # (B, P, M)
         for i in range(0, x_t.shape[0], chunk):
-            out[i:i + chunk] = self._label_posterior(x_t[i:i + chunk], abar[i:i + chunk], dtype).mT
+            out[i : i + chunk] = self._label_posterior(x_t[i : i + chunk], abar[i : i + chunk], dtype).mT
         return out
 
     def posterior_mean_patterns(self, x_t: Tensor, abar: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -217,8 +223,8 @@ class MTGM:
         mu = self.patterns.to(device=x_t.device, dtype=dtype)  # (M, d)
         out = torch.empty(x_t.shape, dtype=dtype, device=x_t.device)  # (B, P, d)
         for i in range(0, x_t.shape[0], chunk):
-            post = self._label_posterior(x_t[i:i + chunk], abar[i:i + chunk], dtype).mul_(c_mean[i:i + chunk])
-            o = torch.mul(x_t[i:i + chunk].to(dtype), c[i:i + chunk], out=out[i:i + chunk])  # (b, P, d)
+            post = self._label_posterior(x_t[i : i + chunk], abar[i : i + chunk], dtype).mul_(c_mean[i : i + chunk])
+            o = torch.mul(x_t[i : i + chunk].to(dtype), c[i : i + chunk], out=out[i : i + chunk])  # (b, P, d)
             o.baddbmm_(post.mT, mu.expand(post.shape[0], -1, -1))  # + (b, P, M) @ (M, d)
         return out.to(x_t.dtype)
 

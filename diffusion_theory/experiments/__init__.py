@@ -8,6 +8,7 @@ adds its module and one line to ``BUILTIN`` below, or, from its own package, an 
 ``diffusion_theory.experiments`` naming its class (``myexp = "my_pkg.sweeps:MyExperiment"``); neither edits
 the other papers' modules.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,9 +20,9 @@ from diffusion_theory.experiments.common import REPO, Experiment, Report, Sweep,
 ENTRY_POINT_GROUP = "diffusion_theory.experiments"
 
 BUILTIN: dict[str, str] = {
-    "mtgm": "diffusion_theory.experiments.mtgm:MTGMExperiment",   # paper 1, Fig. 2, Fig. 4, Bayes gap
-    "gp": "diffusion_theory.experiments.gp:GPExperiment",         # paper 2, Fig. 1, 4, 5, 10-12, control
-    "ball": "diffusion_theory.experiments.ball:BallExperiment",   # paper 2 Sec. 6.2, Fig. 6, 13, ball physics
+    "mtgm": "diffusion_theory.experiments.mtgm:MTGMExperiment",  # paper 1, Fig. 2, Fig. 4, Bayes gap
+    "gp": "diffusion_theory.experiments.gp:GPExperiment",  # paper 2, Fig. 1, 4, 5, 10-12, control
+    "ball": "diffusion_theory.experiments.ball:BallExperiment",  # paper 2 Sec. 6.2, Fig. 6, 13, ball physics
     "mnist": "diffusion_theory.experiments.mnist:MNISTExperiment",  # paper 1, Sec. 5.2, Fig. 3 and 5 (images)
 }
 
@@ -45,8 +46,16 @@ def experiment_class(name: str) -> type[Experiment]:
     return cls
 
 
-def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path = REPO / "runs" / "reproduce",
-              wandb: bool = False, report: Path | None = None, grid: Path | None = None, seeds: int = 3) -> None:
+def reproduce(
+    name: str,
+    scale: str,
+    only: list[str] | None = None,
+    root: Path = REPO / "runs" / "reproduce",
+    wandb: bool = False,
+    report: Path | None = None,
+    grid: Path | None = None,
+    seeds: int = 3,
+) -> None:
     """Run experiment ``name``'s studies ``only`` (all if None) at ``scale`` and update the report.
 
     Args:
@@ -61,8 +70,12 @@ def reproduce(name: str, scale: str, only: list[str] | None = None, root: Path =
     cls = experiment_class(name)
     experiment = cls(load_grid(grid) if grid is not None else None)
     experiment.check(scale, only)
-    sweep = Sweep(experiment.runs_root(Path(root), scale), wandb=wandb, seeds=seeds,
-                  seed_keys=list(experiment.grid.get("seed_keys") or []))
+    sweep = Sweep(
+        experiment.runs_root(Path(root), scale),
+        wandb=wandb,
+        seeds=seeds,
+        seed_keys=list(experiment.grid.get("seed_keys") or []),
+    )
     experiment.reproduce(scale, only, sweep, Report(report) if report is not None else Report())
 
 

@@ -5,6 +5,7 @@ the overrides, reads the run's ``metrics.csv`` and writes sections of the markdo
 (``docs/reproduction.md``) between ``<!-- key:start -->`` and ``<!-- key:end -->`` markers, leaving
 everything else in the file alone.
 """
+
 from __future__ import annotations
 
 import abc
@@ -24,6 +25,7 @@ DEFAULT_REPORT = REPO / "docs" / "reproduction.md"
 # ----------------------------------------------------------------------------------------
 # Runs and their metrics
 # ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -106,22 +108,33 @@ class Sweep:
 
         run_dir = self.run_dir(run)
         if not (run_dir / "metrics.csv").exists() or not (run_dir / "checkpoints" / "last.ckpt").exists():
-            args = ["--config", str(REPO / config), f"--run.root={self.root.parent}",
-                    f"--run.experiment={self.root.name}", f"--run.name={run_dir.name}", "--run.monitor=null",
-                    "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-                    f"--run.wandb_mode={'auto' if self.wandb else 'disabled'}", *common, *run.overrides,
-                    *seed_overrides(self.seed_keys, run.seed)]
+            args = [
+                "--config",
+                str(REPO / config),
+                f"--run.root={self.root.parent}",
+                f"--run.experiment={self.root.name}",
+                f"--run.name={run_dir.name}",
+                "--run.monitor=null",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+                f"--run.wandb_mode={'auto' if self.wandb else 'disabled'}",
+                *common,
+                *run.overrides,
+                *seed_overrides(self.seed_keys, run.seed),
+            ]
             print(f"[reproduce] {study}/{run.name} seed {run.seed} -> {run_dir}", flush=True)
             DiffusionCLI(args=args)
         run.metrics = read_metrics(run_dir)
         return run
 
-    def fit_seeds(self, config: str, study: str, run: Run, common: list[str]) -> "Seeds":
+    def fit_seeds(self, config: str, study: str, run: Run, common: list[str]) -> Seeds:
         """``run`` at seeds 0 .. ``self.seeds`` - 1 (each its own folder; seed 0 is the config's own seeds)."""
         if self.seeds > 1 and not self.seed_keys:
             raise ValueError("--seeds > 1 needs the grid's `seed_keys` (the config fields a seed sets)")
-        return Seeds(run.name, [self.fit(config, study, Run(run.name, list(run.overrides), seed=s), common)
-                                for s in range(self.seeds)])
+        return Seeds(
+            run.name,
+            [self.fit(config, study, Run(run.name, list(run.overrides), seed=s), common) for s in range(self.seeds)],
+        )
 
 
 @dataclass
@@ -160,6 +173,7 @@ class Seeds:
 # ----------------------------------------------------------------------------------------
 # The report
 # ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Report:
@@ -202,6 +216,7 @@ class Report:
 # Formatting and trends
 # ----------------------------------------------------------------------------------------
 
+
 def fmt(x: float) -> str:
     """4 decimals, or scientific notation below 1e-3."""
     return f"{x:.4f}" if abs(x) >= 1e-3 else f"{x:.2e}"
@@ -217,12 +232,16 @@ def fmt_iv(values: list[float], f=fmt) -> str:
 def seeds_note(n: int) -> str:
     """The sentence every table of the report carries about its seeds."""
     if n < 2:
-        return ("Single seed: no interval, and no ordering below is resolved (orderings are claimed only where the "
-                "95 % t-intervals over seeds separate, or a paired t-test over seeds rejects equality).")
-    return (f"Mean over {n} seeds [95 % t-interval]; a seed sets the training data stream, the training noise and the "
-            "initialisation, the evaluation set is shared, so settings are compared by a paired t-test over seeds "
-            "(an ordering is claimed only when the 95 % interval of the paired differences excludes 0, otherwise "
-            "'not resolved at this scale').")
+        return (
+            "Single seed: no interval, and no ordering below is resolved (orderings are claimed only where the "
+            "95 % t-intervals over seeds separate, or a paired t-test over seeds rejects equality)."
+        )
+    return (
+        f"Mean over {n} seeds [95 % t-interval]; a seed sets the training data stream, the training noise and the "
+        "initialisation, the evaluation set is shared, so settings are compared by a paired t-test over seeds "
+        "(an ordering is claimed only when the 95 % interval of the paired differences excludes 0, otherwise "
+        "'not resolved at this scale')."
+    )
 
 
 def g3(x: float) -> str:
@@ -249,6 +268,7 @@ def trend(values: list[float]) -> str:
 # ----------------------------------------------------------------------------------------
 # Experiments
 # ----------------------------------------------------------------------------------------
+
 
 def load_grid(path: Path) -> dict[str, Any]:
     """A sweep grid (YAML): at least ``scales: {name: {...}}``."""

@@ -12,6 +12,7 @@ For one run folder (``config.yaml`` + ``checkpoints/last.ckpt``):
                      draws of as many true sequences, and the raw Frobenius error
                      (``metrics.gp_sequences.expected_denominator_eps``)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,11 @@ from typing import Any
 
 import torch
 
-from diffusion_theory.metrics.gp_sequences import (ExpectedDenominatorEps, expected_denominator_eps,
-                                                   per_frame_variance_ratio)
+from diffusion_theory.metrics.gp_sequences import (
+    ExpectedDenominatorEps,
+    expected_denominator_eps,
+    per_frame_variance_ratio,
+)
 from diffusion_theory.metrics.kernel_fit import KernelFit, fit_layers
 
 TRUE_DRAW_SEED = 7_000_000  # seeds of the true-sequence draws of the denominator: never a training or evaluation seed
@@ -37,8 +41,15 @@ class RunMeasures:
     eps: ExpectedDenominatorEps
 
 
-def measure_run(run_dir: Path, n_generated: int, denominator_draws: int, attention_samples: int,
-                generation: dict[str, Any], seed: int = 0, chunk_size: int = 500) -> RunMeasures:
+def measure_run(
+    run_dir: Path,
+    n_generated: int,
+    denominator_draws: int,
+    attention_samples: int,
+    generation: dict[str, Any],
+    seed: int = 0,
+    chunk_size: int = 500,
+) -> RunMeasures:
     """The three measures of the run in ``run_dir`` (see the module docstring); ``generation``: sampler, n_steps,
     sampler_options as in configs/sweeps/gp.yaml."""
     import yaml
@@ -48,28 +59,55 @@ def measure_run(run_dir: Path, n_generated: int, denominator_draws: int, attenti
     from diffusion_theory.diffusion.generation import generate_across_ranks
     from diffusion_theory.models.diffusion_module import DiffusionModule
 
-    for name, value in (("n_generated", n_generated), ("denominator_draws", denominator_draws),
-                        ("attention_samples", attention_samples)):
+    for name, value in (
+        ("n_generated", n_generated),
+        ("denominator_draws", denominator_draws),
+        ("attention_samples", attention_samples),
+    ):
         if value < 1:
             raise ValueError(f"gp measures: {name} must be >= 1; got {value}")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     data_args = dict(cfg["data"]["init_args"])
     dm = GaussianProcessDataModule(**data_args)
     gamma, sigma = dm.dist.gamma, dm.dist.sigma  # (N, N), (d, d)
-    module = DiffusionModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
-                                                  weights_only=True).eval()
+    module = DiffusionModule.load_from_checkpoint(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    ).eval()
     with torch.no_grad():
-        cb = AttentionAlongSampling(n_samples=attention_samples, steps=[1000], n_steps=generation.get("n_steps"),
-                                    sampler=generation.get("sampler", "auto"),
-                                    sampler_options=generation.get("sampler_options") or {}, seed=seed + 1)
+        cb = AttentionAlongSampling(
+            n_samples=attention_samples,
+            steps=[1000],
+            n_steps=generation.get("n_steps"),
+            sampler=generation.get("sampler", "auto"),
+            sampler_options=generation.get("sampler_options") or {},
+            seed=seed + 1,
+        )
         mean, _ = cb.mean_scores(None, module)  # (1, L, H, N, N)
         fits = fit_layers(mean[0].mean(1).cpu())  # heads averaged: (L, N, N)
-        generated = generate_across_ranks(None, module, n_generated, chunk_size, seed,
-                                          sampler=generation.get("sampler", "auto"), n_steps=generation.get("n_steps"),
-                                          **(generation.get("sampler_options") or {})).double().cpu()  # (n, N, d)
-    draws = [dm.dist.sample(n_generated, generator=TRUE_DRAW_SEED + j, dtype=torch.float64)
-             for j in range(denominator_draws)]
+        generated = (
+            generate_across_ranks(
+                None,
+                module,
+                n_generated,
+                chunk_size,
+                seed,
+                sampler=generation.get("sampler", "auto"),
+                n_steps=generation.get("n_steps"),
+                **(generation.get("sampler_options") or {}),
+            )
+            .double()
+            .cpu()
+        )  # (n, N, d)
+    draws = [
+        dm.dist.sample(n_generated, generator=TRUE_DRAW_SEED + j, dtype=torch.float64) for j in range(denominator_draws)
+    ]
     ratio = per_frame_variance_ratio(generated, gamma, sigma, mean=float(data_args.get("mean", 0.0)))
     eps = expected_denominator_eps(generated, draws, gamma, sigma)
-    return RunMeasures(str(data_args.get("kernel", "gp")), float(data_args.get("nu", 2.0)), float(data_args.get("length_scale", 64.0)), fits,
-                       ratio.tolist(), eps)
+    return RunMeasures(
+        str(data_args.get("kernel", "gp")),
+        float(data_args.get("nu", 2.0)),
+        float(data_args.get("length_scale", 64.0)),
+        fits,
+        ratio.tolist(),
+        eps,
+    )

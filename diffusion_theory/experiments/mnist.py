@@ -12,6 +12,7 @@ FID is above every other class's (paired over seeds: the interval of FID_minorit
 first evaluation step at which each class's FID falls below twice its final value ("learned later"); figure: the
 mean per-class FID curves over training with their seed bands, beside the paper's Fig. 3.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ import yaml
 
 from diffusion_theory.experiments.common import Experiment, Report, Run, Seeds, Sweep, fmt_iv, g3, seeds_note
 
-PAPER_CLAIM = ("Paper 1 (MTGM), Sec. 5.2 and Fig. 3: with digit 2 kept at 30 %, its FID stays above the other digits' "
-               "throughout training (learned later and worse); Fig. 5 shows the generated digits.")
+PAPER_CLAIM = (
+    "Paper 1 (MTGM), Sec. 5.2 and Fig. 3: with digit 2 kept at 30 %, its FID stays above the other digits' "
+    "throughout training (learned later and worse); Fig. 5 shows the generated digits."
+)
 
 
 class MNISTExperiment(Experiment):
@@ -42,12 +45,15 @@ class MNISTExperiment(Experiment):
         """The classifier run (trained once per scale, reused); returns its ``classifier.pt``."""
         cfg = self.scale(scale)
         clf_sweep = Sweep(sweep.root.parent / f"{sweep.root.name}_classifier", wandb=sweep.wandb)
-        run = clf_sweep.fit(cfg["classifier_config"], "classifier", Run("classifier", list(cfg.get("classifier_overrides") or [])),
-                            [])
+        run = clf_sweep.fit(
+            cfg["classifier_config"], "classifier", Run("classifier", list(cfg.get("classifier_overrides") or [])), []
+        )
         path = clf_sweep.run_dir(run) / "classifier.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"the classifier run {clf_sweep.run_dir(run)} has no classifier.pt (it is written at "
-                                    f"the end of the fit); delete the folder to train it again")
+            raise FileNotFoundError(
+                f"the classifier run {clf_sweep.run_dir(run)} has no classifier.pt (it is written at "
+                f"the end of the fit); delete the folder to train it again"
+            )
         acc = run.final("val/acc")
         print(f"[reproduce] classifier: val/acc {acc:.4f} -> {path}", flush=True)
         self.classifier_acc = acc
@@ -85,11 +91,19 @@ class MNISTExperiment(Experiment):
         minority = int(self.grid.get("minority", 2))
         labels = self.class_labels(seeds)
         # a class the model did not generate (fewer than 2 images) has no FID at that evaluation: None per seed
-        fid = {c: [r.final(f"val/fid/class_{c}") if self.logged_last(r, f"val/fid/class_{c}") else None
-                   for r in seeds.runs] for c in labels}
+        fid = {
+            c: [
+                r.final(f"val/fid/class_{c}") if self.logged_last(r, f"val/fid/class_{c}") else None for r in seeds.runs
+            ]
+            for c in labels
+        }
         share = {c: seeds.finals(f"val/gen_share/class_{c}") for c in labels}
-        when = {c: [float(self.first_below(r, f"val/fid/class_{c}")) for r in seeds.runs
-                    if r.curve(f"val/fid/class_{c}")[1]] for c in labels}
+        when = {
+            c: [
+                float(self.first_below(r, f"val/fid/class_{c}")) for r in seeds.runs if r.curve(f"val/fid/class_{c}")[1]
+            ]
+            for c in labels
+        }
 
         def cell(values: list[float | None], f) -> str:
             have = [v for v in values if v is not None]
@@ -98,16 +112,30 @@ class MNISTExperiment(Experiment):
             return text + (f" ({missing} seed(s): fewer than 2 images generated)" if missing else "")
 
         data = yaml.safe_load((first_run_dir / "config.yaml").read_text())["data"]["init_args"]
-        source = (f"Data: `{data.get('dataset')}` classes {data.get('classes')}, kept fractions "
-                  f"{data.get('keep_fraction')}, {data.get('image_size')} x {data.get('image_size')} pixels"
-                  + (" (Fashion-MNIST's t-shirt, trouser, pullover, dress stand in for digits 0-3: no MNIST on a "
-                     "machine without internet; the paper-scale grid names MNIST)."
-                     if data.get("dataset") == "fashion-mnist" else "."))
-        lines = [f"### Minority class (paper 1, Sec. 5.2, Fig. 3), scale `{scale}`", "", PAPER_CLAIM, "", source, "",
-                 seeds_note(len(seeds.runs)), "",
-                 f"Classifier (labels and FID features): held-out accuracy {self.classifier_acc:.4f}.", "",
-                 "| class | final FID | share of generated images | first step with FID <= 2 x final |",
-                 "|---|---|---|---|"]
+        source = (
+            f"Data: `{data.get('dataset')}` classes {data.get('classes')}, kept fractions "
+            f"{data.get('keep_fraction')}, {data.get('image_size')} x {data.get('image_size')} pixels"
+            + (
+                " (Fashion-MNIST's t-shirt, trouser, pullover, dress stand in for digits 0-3: no MNIST on a "
+                "machine without internet; the paper-scale grid names MNIST)."
+                if data.get("dataset") == "fashion-mnist"
+                else "."
+            )
+        )
+        lines = [
+            f"### Minority class (paper 1, Sec. 5.2, Fig. 3), scale `{scale}`",
+            "",
+            PAPER_CLAIM,
+            "",
+            source,
+            "",
+            seeds_note(len(seeds.runs)),
+            "",
+            f"Classifier (labels and FID features): held-out accuracy {self.classifier_acc:.4f}.",
+            "",
+            "| class | final FID | share of generated images | first step with FID <= 2 x final |",
+            "|---|---|---|---|",
+        ]
         for c in labels:
             tag = " (minority)" if c == minority else ""
             lines.append(f"| {c}{tag} | {cell(fid[c], g3)} | {fmt_iv(share[c])} | {cell(when[c], g3)} |")
@@ -122,28 +150,36 @@ class MNISTExperiment(Experiment):
                     verdicts.append(f"class {c}: no seed with both FIDs (not resolved)")
                     continue
                 diff = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
-                verdict = ("above" if diff.excludes(0) and diff.mean > 0 else
-                           "below" if diff.excludes(0) else "not resolved")
+                verdict = (
+                    "above" if diff.excludes(0) and diff.mean > 0 else "below" if diff.excludes(0) else "not resolved"
+                )
                 verdicts.append(f"class {c}: FID_{minority} - FID_{c} = {diff.format(g3)} ({verdict})")
             above = all(v.endswith("(above)") for v in verdicts)
-            lines += [f"Minority FID against each other class, paired over seeds: {'; '.join(verdicts)}. "
-                      f"Ordering of the paper (minority worst): "
-                      f"{'reproduced' if above else 'not resolved at this scale'}.", ""]
+            lines += [
+                f"Minority FID against each other class, paired over seeds: {'; '.join(verdicts)}. "
+                f"Ordering of the paper (minority worst): "
+                f"{'reproduced' if above else 'not resolved at this scale'}.",
+                "",
+            ]
             later = []
             for c in labels:
                 if c == minority or len(when[c]) != len(when[minority]) or len(when[c]) < 2:
                     continue
                 diff = paired_difference(when[c], when[minority])
-                verdict = ("later" if diff.excludes(0) and diff.mean > 0 else
-                           "earlier" if diff.excludes(0) else "not resolved")
+                verdict = (
+                    "later" if diff.excludes(0) and diff.mean > 0 else "earlier" if diff.excludes(0) else "not resolved"
+                )
                 later.append(f"class {c}: {diff.format(g3)} steps ({verdict})")
             if later:
                 learned_later = all(v.endswith("(later)") for v in later)
-                lines += [f"Minority learned later (first step with FID <= 2 x final, minority minus each class, "
-                          f"paired over seeds; the FID is measured every {int(data.get('steps_per_epoch', 0))} "
-                          f"steps, so this resolves no finer): {'; '.join(later)}. "
-                          f"Claim of the paper (learned later): "
-                          f"{'reproduced' if learned_later else 'not resolved at this scale'}.", ""]
+                lines += [
+                    f"Minority learned later (first step with FID <= 2 x final, minority minus each class, "
+                    f"paired over seeds; the FID is measured every {int(data.get('steps_per_epoch', 0))} "
+                    f"steps, so this resolves no finer): {'; '.join(later)}. "
+                    f"Claim of the paper (learned later): "
+                    f"{'reproduced' if learned_later else 'not resolved at this scale'}.",
+                    "",
+                ]
         curves_steps, curves_mean = {}, {}
         for c in labels:
             if not all(r.curve(f"val/fid/class_{c}")[1] for r in seeds.runs):
@@ -151,9 +187,15 @@ class MNISTExperiment(Experiment):
             steps, mean, _, _ = seeds.band(f"val/fid/class_{c}")
             name = f"class {c}" + (" (minority)" if c == minority else "")
             curves_steps[name], curves_mean[name] = steps, mean
-        link = report.save(plotting.curves_figure(curves_steps, curves_mean, f"Per-class FID, mean over "
-                                                  f"{len(seeds.runs)} seeds (paper 1, Fig. 3)", ylabel="FID"),
-                           f"mnist_{scale}_fig3_per_class_fid")
+        link = report.save(
+            plotting.curves_figure(
+                curves_steps,
+                curves_mean,
+                f"Per-class FID, mean over {len(seeds.runs)} seeds (paper 1, Fig. 3)",
+                ylabel="FID",
+            ),
+            f"mnist_{scale}_fig3_per_class_fid",
+        )
         grid = report.copy_figure(first_run_dir, "fig5_generated_grid", f"mnist_{scale}_fig5_grid")
         lines += [f"![per-class FID]({link})", "", f"![generated images, seed 0]({grid})"]
         return "\n".join(lines)

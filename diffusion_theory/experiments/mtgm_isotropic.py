@@ -6,6 +6,7 @@ fitted by least squares at each step (paper 1 (MTGM) eq. (1)'s output is linear 
 the Bayes risk (paper 1 (MTGM) eq. (6)) upper-bounds what the trained model can reach and shows how d and P move it
 (paper 1 Thm. 1, conditions (i) and (iii)).
 """
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ Sec. 5.1) and each step t = 1..T with its own noise E (seeded), the per-sample d
 noise common to both cancels).
 E[D_i] = R_Bayes - R_oracle exactly; the table gives its mean over samples with a 95 % t-interval.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ def per_sample_differences(d: int, P: int, n: int, seed: int = 0, chunk: int = 4
     abar = sched.alpha_bar(t).double()  # (T,)
     diffs, bayes_sum = [], 0.0
     for i in range(0, n, chunk):
-        x0, labels = ev["x0"][i:i + chunk].double(), ev["labels"][i:i + chunk]  # (b, P, d), (b, P)
+        x0, labels = ev["x0"][i : i + chunk].double(), ev["labels"][i : i + chunk]  # (b, P, d), (b, P)
         b = x0.shape[0]
         x0r, lab = x0.repeat_interleave(T, 0), labels.repeat_interleave(T, 0)  # (b T, P, d)
         ab = abar.repeat(b)  # (b T,)

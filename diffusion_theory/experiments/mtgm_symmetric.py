@@ -11,6 +11,7 @@ logits of paper 1 (MTGM) eq. (1) are then x_j^T (W/d) x_p. The one-parameter fam
 Proj) is e = b = 0. With v_t fitted by least squares at each step, min over (c, e, b) of the loss minus the Bayes risk
 (paper 1 (MTGM) eq. (6)) is the best Bayes gap GD can reach from W(0) = 0 at this d, P (up to the evaluation sample).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,8 +77,9 @@ class SymmetricOptimum:
     evaluations: int
 
 
-def optimise_symmetric(draw: EvaluationDraw, c0: float, step: float = 0.05, max_evals: int = 60,
-                       tol: float = 1e-6) -> SymmetricOptimum:
+def optimise_symmetric(
+    draw: EvaluationDraw, c0: float, step: float = 0.05, max_evals: int = 60, tol: float = 1e-6
+) -> SymmetricOptimum:
     """Nelder-Mead over (c, e, b) from (c0, 0, 0) (the best isotropic c); never worse than its start."""
     from scipy.optimize import minimize
 
@@ -91,7 +93,11 @@ def optimise_symmetric(draw: EvaluationDraw, c0: float, step: float = 0.05, max_
 
     start = (float(c0), 0.0, 0.0)
     simplex = [start, (c0 + step, 0.0, 0.0), (c0, step, 0.0), (c0, 0.0, step)]
-    res = minimize(f, start, method="Nelder-Mead",
-                   options={"initial_simplex": simplex, "maxfev": max_evals, "fatol": tol, "xatol": 1e-3})
+    minimize(
+        f,
+        start,
+        method="Nelder-Mead",
+        options={"initial_simplex": simplex, "maxfev": max_evals, "fatol": tol, "xatol": 1e-3},
+    )
     best = min(cache, key=cache.get)
     return SymmetricOptimum(*best, gap=cache[best], start_gap=f(start), evaluations=len(cache))

@@ -15,6 +15,7 @@ emphasis on z (V carries Sigma, the spatial dependency).
 All functions take weight stacks with arbitrary leading dimensions, e.g. the
 ``DiT.attention_weights()`` output (L, H, hd, D). Biases are ignored (paper 2 (GP) eq. (1) has none).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ def _check_slices(D: int, frame: slice, embed: slice) -> None:
     f = range(D)[frame]
     e = range(D)[embed]
     if len(f) == 0 or len(e) == 0 or set(f) & set(e):
-        raise ValueError(f"frame and embed must be disjoint, non-empty coordinate ranges of the token width {D}; "
-                         f"got frame={frame}, embed={embed} (concat mode is needed for a z / e split)")
+        raise ValueError(
+            f"frame and embed must be disjoint, non-empty coordinate ranges of the token width {D}; "
+            f"got frame={frame}, embed={embed} (concat mode is needed for a z / e split)"
+        )
 
 
 def qk_product(q_weight: Tensor, k_weight: Tensor) -> Tensor:
@@ -47,8 +50,13 @@ class QKBlockNorms:
 
     def as_matrix(self) -> Tensor:
         """(..., 2, 2): [[zz, ze], [ez, ee]]."""
-        return torch.stack([torch.stack([self.frame_frame, self.frame_embed], -1),
-                            torch.stack([self.embed_frame, self.embed_embed], -1)], -2)
+        return torch.stack(
+            [
+                torch.stack([self.frame_frame, self.frame_embed], -1),
+                torch.stack([self.embed_frame, self.embed_embed], -1),
+            ],
+            -2,
+        )
 
     @property
     def embed_share(self) -> Tensor:
@@ -62,8 +70,12 @@ def qk_block_norms(q_weight: Tensor, k_weight: Tensor, frame: slice, embed: slic
     _check_slices(q_weight.shape[-1], frame, embed)
     m = qk_product(q_weight.to(torch.float64), k_weight.to(torch.float64))  # (..., D, D)
     norm = lambda rows, cols: torch.linalg.matrix_norm(m[..., rows, cols])  # noqa: E731
-    return QKBlockNorms(frame_frame=norm(frame, frame), frame_embed=norm(frame, embed),
-                        embed_frame=norm(embed, frame), embed_embed=norm(embed, embed))
+    return QKBlockNorms(
+        frame_frame=norm(frame, frame),
+        frame_embed=norm(frame, embed),
+        embed_frame=norm(embed, frame),
+        embed_embed=norm(embed, embed),
+    )
 
 
 @dataclass
@@ -76,7 +88,7 @@ class ValueEmphasis:
     @property
     def frame_share(self) -> Tensor:
         """||V_z||_F^2 / ||V||_F^2 in [0, 1] (Fig. 11: close to 1)."""
-        f, e = self.frame ** 2, self.embed ** 2
+        f, e = self.frame**2, self.embed**2
         return f / (f + e)
 
 
@@ -90,8 +102,9 @@ def value_emphasis(v_weight: Tensor, frame: slice, embed: slice, proj_weight: Te
     v = v_weight.to(torch.float64)
     if proj_weight is not None:
         v = proj_weight.to(torch.float64) @ v  # (..., D, D)
-    return ValueEmphasis(frame=torch.linalg.matrix_norm(v[..., :, frame]),
-                         embed=torch.linalg.matrix_norm(v[..., :, embed]))
+    return ValueEmphasis(
+        frame=torch.linalg.matrix_norm(v[..., :, frame]), embed=torch.linalg.matrix_norm(v[..., :, embed])
+    )
 
 
 def pearson_correlation(a: Tensor, b: Tensor) -> Tensor:

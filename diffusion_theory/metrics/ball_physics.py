@@ -22,13 +22,24 @@ at the walls of the box [r, L - r]^2 the ball's centre lives in):
 are the sums' ratios after an all-reduce, equal to one process on the whole set; ``physics_summary`` turns
 them into the reported values.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-SUM_KEYS = ("videos", "frames", "lost_frames", "clean_steps", "speed_sum", "speed_dev_sum", "bounces",
-            "bounces_ok", "excursion_sum", "excursion_max")
+SUM_KEYS = (
+    "videos",
+    "frames",
+    "lost_frames",
+    "clean_steps",
+    "speed_sum",
+    "speed_dev_sum",
+    "bounces",
+    "bounces_ok",
+    "excursion_sum",
+    "excursion_max",
+)
 
 
 def track_centroids(frames: Tensor, threshold: float = 0.25) -> tuple[Tensor, Tensor]:
@@ -50,8 +61,9 @@ def track_centroids(frames: Tensor, threshold: float = 0.25) -> tuple[Tensor, Te
     return centre.to(torch.float64), valid
 
 
-def physics_sums(positions: Tensor, size: float, radius: float, angle_tol_deg: float = 15.0,
-                 wall_tol: float = 1.0) -> dict[str, Tensor]:
+def physics_sums(
+    positions: Tensor, size: float, radius: float, angle_tol_deg: float = 15.0, wall_tol: float = 1.0
+) -> dict[str, Tensor]:
     """Additive sums over videos of the quantities in the module docstring; positions (n, F, 2), NaN = lost frame.
 
     Returns {key: 0-d float64 tensor} for ``SUM_KEYS`` (``excursion_max`` is a max, not a sum)."""
@@ -132,9 +144,14 @@ def merge_sums(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: torch.maximum(a[k], b[k]) if k == "excursion_max" else a[k] + b[k] for k in SUM_KEYS}
 
 
-def video_physics(frames: Tensor, size: float, radius: float, threshold: float = 0.25, angle_tol_deg: float = 15.0,
-                  wall_tol: float = 1.0) -> dict[str, float]:
+def video_physics(
+    frames: Tensor,
+    size: float,
+    radius: float,
+    threshold: float = 0.25,
+    angle_tol_deg: float = 15.0,
+    wall_tol: float = 1.0,
+) -> dict[str, float]:
     """Track videos (n, F, H, W) and summarise their physics in one call (``physics_summary``)."""
     positions, _ = track_centroids(frames, threshold)
     return physics_summary(physics_sums(positions, size, radius, angle_tol_deg, wall_tol))
-

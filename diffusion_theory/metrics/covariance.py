@@ -33,6 +33,7 @@ eps ~ 1 means "as good as the training data". Frobenius norms use
 
 so no Kronecker product is ever formed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ SigmaEstimate = Literal["normalized", "diagonal_mean", "true"]
 # ----------------------------------------------------------------------------------------
 # Kronecker-product Frobenius algebra
 # ----------------------------------------------------------------------------------------
+
 
 def kron_inner(A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:
     """<A (x) B, C (x) D>_F = <A, C>_F <B, D>_F (A, C same shape; B, D same shape)."""
@@ -63,6 +65,7 @@ def kron_distance_sq(A: Tensor, B: Tensor, C: Tensor, D: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------
 # Appendix F estimators
 # ----------------------------------------------------------------------------------------
+
 
 def center(samples: Tensor, mean: Tensor | float | None = None) -> Tensor:
     """float64 samples minus the empirical mean mu_hat_i (mean=None, Appendix F) or a known mean.
@@ -100,8 +103,9 @@ class KernelEstimate:
     n: int  # number of sequences used
 
 
-def estimate_kernel(samples: Tensor, sigma: Tensor, mean: Tensor | float | None = None,
-                    sigma_estimate: SigmaEstimate = "normalized") -> KernelEstimate:
+def estimate_kernel(
+    samples: Tensor, sigma: Tensor, mean: Tensor | float | None = None, sigma_estimate: SigmaEstimate = "normalized"
+) -> KernelEstimate:
     """gamma_hat (N, N) and sigma_hat (d, d) from samples (n, N, d) and the true Sigma (d, d).
 
     gamma_hat = 1/(n ||Sigma||_F^2) sum_k C_k Sigma C_k^T (Appendix F's projection, in closed form);
@@ -148,9 +152,14 @@ class CovarianceRelativeError:
         return self.generated.sigma_hat
 
 
-def covariance_relative_error(generated: Tensor, training: Tensor, gamma: Tensor, sigma: Tensor,
-                              mean: Tensor | float | None = None,
-                              sigma_estimate: SigmaEstimate = "normalized") -> CovarianceRelativeError:
+def covariance_relative_error(
+    generated: Tensor,
+    training: Tensor,
+    gamma: Tensor,
+    sigma: Tensor,
+    mean: Tensor | float | None = None,
+    sigma_estimate: SigmaEstimate = "normalized",
+) -> CovarianceRelativeError:
     """Appendix F's relative error eps of generated samples against training data.
 
     generated: (n, N, d); training: (n', N, d) with n' >= n (its first n sequences are used,
@@ -158,12 +167,16 @@ def covariance_relative_error(generated: Tensor, training: Tensor, gamma: Tensor
     mean: None estimates the mean from each set (Appendix F); else a known mean.
     """
     if generated.dim() != 3 or training.dim() != 3 or generated.shape[1:] != training.shape[1:]:
-        raise ValueError(f"generated and training must both be (n, N, d) with the same N, d; "
-                         f"got {tuple(generated.shape)} and {tuple(training.shape)}")
+        raise ValueError(
+            f"generated and training must both be (n, N, d) with the same N, d; "
+            f"got {tuple(generated.shape)} and {tuple(training.shape)}"
+        )
     n, N, d = generated.shape
     if training.shape[0] < n:
-        raise ValueError(f"training must hold at least as many sequences as generated (eps compares equal "
-                         f"sample sizes); got {training.shape[0]} training for {n} generated")
+        raise ValueError(
+            f"training must hold at least as many sequences as generated (eps compares equal "
+            f"sample sizes); got {training.shape[0]} training for {n} generated"
+        )
     if gamma.shape != (N, N):
         raise ValueError(f"gamma must have shape (N, N) = ({N}, {N}); got {tuple(gamma.shape)}")
     gamma = gamma.to(device=generated.device, dtype=torch.float64)
@@ -172,5 +185,10 @@ def covariance_relative_error(generated: Tensor, training: Tensor, gamma: Tensor
     est_train = estimate_kernel(training[:n].to(generated.device), sigma, mean, sigma_estimate)
     numerator = kron_distance_sq(est_gen.gamma_hat, est_gen.sigma_hat, gamma, sigma)
     denominator = kron_distance_sq(est_train.gamma_hat, est_train.sigma_hat, gamma, sigma)
-    return CovarianceRelativeError(generated=est_gen, training=est_train, numerator=numerator,
-                                   denominator=denominator, epsilon=numerator / denominator)
+    return CovarianceRelativeError(
+        generated=est_gen,
+        training=est_train,
+        numerator=numerator,
+        denominator=denominator,
+        epsilon=numerator / denominator,
+    )

@@ -13,6 +13,7 @@ DDP ranks in ``compute``, and real statistics kept across resets (``reset_real_f
 per run). ``fidelity_metrics`` is torch-fidelity's feature-level FID, KID and precision / recall: an independent
 implementation to cross-check against (``scripts/evaluate.py``, tests).
 """
+
 from __future__ import annotations
 
 import torch
@@ -65,26 +66,34 @@ def streaming_fid(num_features: int) -> FrechetInceptionDistance:
     return metric
 
 
-def fidelity_metrics(generated: Tensor, real: Tensor, kid_subset_size: int | None = None,
-                     prc_neighborhood: int = 3, seed: int = 0) -> dict[str, float]:
+def fidelity_metrics(
+    generated: Tensor, real: Tensor, kid_subset_size: int | None = None, prc_neighborhood: int = 3, seed: int = 0
+) -> dict[str, float]:
     """torch-fidelity's FID, KID (mean, std) and precision / recall / F-score on the same features.
 
     generated (n_g, F), real (n_r, F), n_g, n_r >= 2; KID subsets of ``kid_subset_size`` (default min(n_g, n_r, 1000))
     rows; precision / recall with k = min(prc_neighborhood, n_g - 1, n_r - 1) nearest neighbours."""
     if generated.shape[0] < 2 or real.shape[0] < 2:
-        raise ValueError(f"fidelity_metrics: need at least 2 generated and 2 real feature rows; got {generated.shape[0]} "
-                         f"and {real.shape[0]}")
+        raise ValueError(
+            f"fidelity_metrics: need at least 2 generated and 2 real feature rows; got {generated.shape[0]} "
+            f"and {real.shape[0]}"
+        )
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
     from torch_fidelity.metric_kid import kid_features_to_metric
     from torch_fidelity.metric_prc import prc_features_to_metric
 
     generated, real = generated.detach().double().cpu(), real.detach().double().cpu()
     subset = kid_subset_size or min(generated.shape[0], real.shape[0], 1000)
-    out = dict(fid_statistics_to_metric(fid_features_to_statistics(generated), fid_features_to_statistics(real),
-                                        verbose=False))
-    out.update(kid_features_to_metric(generated, real, kid_subsets=100, kid_subset_size=subset, rng_seed=seed,
-                                      verbose=False))
+    out = dict(
+        fid_statistics_to_metric(fid_features_to_statistics(generated), fid_features_to_statistics(real), verbose=False)
+    )
+    out.update(
+        kid_features_to_metric(generated, real, kid_subsets=100, kid_subset_size=subset, rng_seed=seed, verbose=False)
+    )
     k = min(prc_neighborhood, generated.shape[0] - 1, real.shape[0] - 1)  # k-NN balls need k + 1 points per set
-    out.update(prc_features_to_metric(generated.float(), real.float(), prc_neighborhood=k,
-                                      prc_batch_size=10000, save_cpu_ram=False, verbose=False))
+    out.update(
+        prc_features_to_metric(
+            generated.float(), real.float(), prc_neighborhood=k, prc_batch_size=10000, save_cpu_ram=False, verbose=False
+        )
+    )
     return {k: float(v) for k, v in out.items()}

@@ -11,10 +11,11 @@ Paper 2 (GP) Sec. 2: X = (x_1..x_N), Cov(x_i, x_j) = Gamma_ij Sigma, so Var of f
                                does not, so eps differences between settings become resolvable. Also returned:
                                the raw Frobenius error sqrt(num), comparable across settings whose den differ.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -22,15 +23,19 @@ from torch import Tensor
 from diffusion_theory.metrics.covariance import SigmaEstimate, estimate_kernel, kron_distance_sq
 
 
-def per_frame_variance_ratio(samples: Tensor, gamma: Tensor, sigma: Tensor, mean: Tensor | float | None = 0.0) -> Tensor:
+def per_frame_variance_ratio(
+    samples: Tensor, gamma: Tensor, sigma: Tensor, mean: Tensor | float | None = 0.0
+) -> Tensor:
     """r_i for samples (n, N, d), gamma (N, N), sigma (d, d); ``mean`` None estimates each frame's mean from the
     samples (then with the 1/(n - 1) correction), else the known mean (paper 2 Sec. 6.1: mu = 0). Float64 (N,)."""
     if samples.dim() != 3:
         raise ValueError(f"per_frame_variance_ratio: samples must be (n, N, d); got {tuple(samples.shape)}")
     n, N, d = samples.shape
     if gamma.shape != (N, N) or sigma.shape != (d, d):
-        raise ValueError(f"per_frame_variance_ratio: gamma must be ({N}, {N}) and sigma ({d}, {d}); "
-                         f"got {tuple(gamma.shape)} and {tuple(sigma.shape)}")
+        raise ValueError(
+            f"per_frame_variance_ratio: gamma must be ({N}, {N}) and sigma ({d}, {d}); "
+            f"got {tuple(gamma.shape)} and {tuple(sigma.shape)}"
+        )
     x = samples.to(torch.float64)
     if mean is None:
         if n < 2:
@@ -49,17 +54,24 @@ class ExpectedDenominatorEps:
     frobenius_error: float  # sqrt(numerator): the raw error, comparable across settings
 
 
-def expected_denominator_eps(generated: Tensor, true_draws: Sequence[Tensor], gamma: Tensor, sigma: Tensor,
-                             mean: Tensor | float | None = None,
-                             sigma_estimate: SigmaEstimate = "normalized") -> ExpectedDenominatorEps:
+def expected_denominator_eps(
+    generated: Tensor,
+    true_draws: Sequence[Tensor],
+    gamma: Tensor,
+    sigma: Tensor,
+    mean: Tensor | float | None = None,
+    sigma_estimate: SigmaEstimate = "normalized",
+) -> ExpectedDenominatorEps:
     """eps of ``generated`` (n, N, d) with the Appendix F denominator averaged over ``true_draws`` (each (n, N, d):
     n true sequences, the same n as generated); the estimator is ``metrics.covariance.estimate_kernel``."""
     if not true_draws:
         raise ValueError("expected_denominator_eps: needs at least one draw of true sequences")
     if any(t.shape != generated.shape for t in true_draws):
-        raise ValueError(f"expected_denominator_eps: every true draw must have the generated shape "
-                         f"{tuple(generated.shape)} (eps compares equal sample sizes); got "
-                         f"{[tuple(t.shape) for t in true_draws]}")
+        raise ValueError(
+            f"expected_denominator_eps: every true draw must have the generated shape "
+            f"{tuple(generated.shape)} (eps compares equal sample sizes); got "
+            f"{[tuple(t.shape) for t in true_draws]}"
+        )
     gamma, sigma = gamma.to(torch.float64), sigma.to(torch.float64)
 
     def distance(x: Tensor) -> float:
@@ -68,5 +80,6 @@ def expected_denominator_eps(generated: Tensor, true_draws: Sequence[Tensor], ga
 
     num = distance(generated)
     dens = [distance(t) for t in true_draws]
-    return ExpectedDenominatorEps(epsilon=num / (sum(dens) / len(dens)), numerator=num, denominators=dens,
-                                  frobenius_error=num ** 0.5)
+    return ExpectedDenominatorEps(
+        epsilon=num / (sum(dens) / len(dens)), numerator=num, denominators=dens, frobenius_error=num**0.5
+    )

@@ -12,11 +12,12 @@ Pure functions of lists of numbers (one number per seed), no Lightning, no torch
     log_log_slope     least-squares slope of log y against log x with its t-interval (df = points - 2)
     steps_to_threshold the first validation step at which a curve is at or below a threshold (None: not reached)
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 NOT_RESOLVED = "not resolved at this scale"
 

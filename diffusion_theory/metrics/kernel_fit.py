@@ -13,6 +13,7 @@ from one, so l is bounded by the kernel decaying to at most 3/4 at the largest l
 report reads the fitted (nu, l) against the data's across the Fig. 4(a) grid, and the relative residual
 ||S - fit||_F / ||S - mean(S)||_F (0 for an exact member of the family).
 """
+
 from __future__ import annotations
 
 import math
@@ -78,7 +79,7 @@ def fit_kernel_family(S: Tensor, n_nu: int = 76, n_l: int = 120, refine: int = 3
         l = math.exp(log_l)
         if not (NU_RANGE[0] <= nu <= NU_RANGE[1]) or not (L_MIN <= l <= l_max(N, nu)):
             return None
-        a, b, sse = _affine_sse(S, torch.exp(-lag ** nu / l))
+        a, b, sse = _affine_sse(S, torch.exp(-(lag**nu) / l))
         return None if a <= 0 else (sse, nu, l, a, b)
 
     lo_l = math.log(L_MIN)

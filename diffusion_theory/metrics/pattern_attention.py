@@ -3,6 +3,7 @@
 Inputs are the pre-softmax attention logits of a one-layer transformer, x_j^T W x_p / d with queries in
 rows and keys in columns, (B, P, P), and the latent pattern Y_p of each token, (B, P).
 """
+
 from __future__ import annotations
 
 import torch

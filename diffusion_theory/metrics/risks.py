@@ -5,6 +5,7 @@ evaluation grid) with noise E (B, ...), a noise prediction (B, ...) and abar_t (
 over the non-batch dimensions (the 1/(dP) of the papers' normalisations); averaging them over items gives the
 expectation over X^0, E and t.
 """
+
 from __future__ import annotations
 
 from torch import Tensor

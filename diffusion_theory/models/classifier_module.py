@@ -9,6 +9,7 @@ synced across DDP ranks) and test/acc. At the end of the fit, rank zero exports 
 auxiliary checkpoint (``callbacks.auxiliary``: class path, constructor arguments, weights; loads with
 weights_only) to ``<run>/classifier.pt``: the file the per-class FID diagnostic names (``aux_checkpoint``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,7 +46,7 @@ class ClassifierModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["network"])
         self.hparams["network"] = init_config(network)
         self.network = network
-        k = int(getattr(network, "num_classes"))
+        k = int(network.num_classes)
         self.label_smoothing = float(label_smoothing)
         self.train_acc, self.val_acc, self.test_acc = (MulticlassAccuracy(k, average="micro") for _ in range(3))
 

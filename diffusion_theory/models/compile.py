@@ -8,6 +8,7 @@ through the compiled code; other methods (``forward_with_cfg``, ``attention_logi
 On a machine without a GPU, inductor (torch.compile's default backend) builds C++ kernels and needs a
 C++ compiler (``g++``; Debian / Ubuntu package ``g++``). That is checked before any work.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -42,12 +43,15 @@ def compile_options(value: bool | dict[str, Any] | None) -> dict[str, Any] | Non
     if unknown:
         raise ValueError(f"model.compile: unknown torch.compile option(s) {unknown}; allowed: {', '.join(allowed)}")
     if options.get("mode") not in COMPILE_MODES:
-        raise ValueError(f"model.compile.mode must be one of {', '.join(map(str, COMPILE_MODES[1:]))}; "
-                         f"got {options['mode']!r}")
+        raise ValueError(
+            f"model.compile.mode must be one of {', '.join(map(str, COMPILE_MODES[1:]))}; got {options['mode']!r}"
+        )
     if options.get("backend", "inductor") == "inductor" and not torch.cuda.is_available() and not _cxx_compiler():
-        raise ValueError("model.compile: torch.compile's inductor backend needs a C++ compiler on a machine without "
-                         "a GPU, and none was found (set CXX or install g++: apt-get install g++); or set "
-                         "model.compile: false")
+        raise ValueError(
+            "model.compile: torch.compile's inductor backend needs a C++ compiler on a machine without "
+            "a GPU, and none was found (set CXX or install g++: apt-get install g++); or set "
+            "model.compile: false"
+        )
     return options
 
 

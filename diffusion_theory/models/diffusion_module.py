@@ -23,9 +23,9 @@ Checkpoints carry the hyper-parameters as plain config (class paths and values, 
 ``DiffusionModule.load_from_checkpoint(path)`` rebuilds the model alone and the file loads with
 ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,13 +33,18 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from diffusion_theory.diffusion.evaluation import (NOISE_METHODS, NoiseMethod, evaluation_noise, expand_over_times,
-                                                   needs_noisy_grid)
-from diffusion_theory.init_config import init_config
+from diffusion_theory.diffusion.evaluation import (
+    NOISE_METHODS,
+    NoiseMethod,
+    evaluation_noise,
+    expand_over_times,
+    needs_noisy_grid,
+)
 from diffusion_theory.diffusion.schedules import NoiseSchedule
+from diffusion_theory.init_config import init_config
 from diffusion_theory.models.compile import compile_in_place, compile_options
-from diffusion_theory.networks.ema import EMA
 from diffusion_theory.models.nonfinite import NonFiniteGuard, NonFiniteLossError  # noqa: F401  (re-exported)
+from diffusion_theory.networks.ema import EMA
 
 
 class DiffusionModule(pl.LightningModule):
@@ -66,28 +71,43 @@ class DiffusionModule(pl.LightningModule):
             unchanged; the EMA copy itself runs eagerly.
     """
 
-    def __init__(self, network: nn.Module, schedule: NoiseSchedule, loss_scale: float = 0.5,
-                 eval_noise_seed: int = 1234, noise_seed: int = 0, ema_decay: float | None = None,
-                 condition_keys: list[str] = [], label_dropout: float = 0.0,  # noqa: B006 (jsonargparse shows it)
-                 eval_noise: NoiseMethod = "generator", compile: bool | dict[str, Any] = False):
+    def __init__(
+        self,
+        network: nn.Module,
+        schedule: NoiseSchedule,
+        loss_scale: float = 0.5,
+        eval_noise_seed: int = 1234,
+        noise_seed: int = 0,
+        ema_decay: float | None = None,
+        condition_keys: list[str] = [],  # noqa: B006 (jsonargparse shows it)
+        label_dropout: float = 0.0,
+        eval_noise: NoiseMethod = "generator",
+        compile: bool | dict[str, Any] = False,
+    ):
         super().__init__()
         compile_kwargs = compile_options(compile)  # validated before any work
         if network is None:
-            raise ValueError("model.network is missing: this checkpoint does not record the network's config (it was "
-                             "built in Python from a network without recorded arguments); pass network=... to "
-                             "load_from_checkpoint")
+            raise ValueError(
+                "model.network is missing: this checkpoint does not record the network's config (it was "
+                "built in Python from a network without recorded arguments); pass network=... to "
+                "load_from_checkpoint"
+            )
         condition_keys = list(condition_keys)
         declared = getattr(network, "condition_names", None)
         if declared is not None and sorted(condition_keys) != sorted(declared):
-            raise ValueError(f"model.condition_keys must name the conditioning inputs of the network "
-                             f"{type(network).__name__}, {list(declared)} (the batch entries passed to it); "
-                             f"got {condition_keys}")
+            raise ValueError(
+                f"model.condition_keys must name the conditioning inputs of the network "
+                f"{type(network).__name__}, {list(declared)} (the batch entries passed to it); "
+                f"got {condition_keys}"
+            )
         if not 0 <= label_dropout < 1:
             raise ValueError(f"model.label_dropout must lie in [0, 1); got {label_dropout}")
         if label_dropout > 0 and not (condition_keys and getattr(network, "has_null_class", False)):
-            raise ValueError(f"model.label_dropout > 0 needs a conditional network with a null class (condition_keys "
-                             f"and, for DiT, num_classes > 0 and null_class: true); got label_dropout={label_dropout}, "
-                             f"condition_keys={condition_keys}")
+            raise ValueError(
+                f"model.label_dropout > 0 needs a conditional network with a null class (condition_keys "
+                f"and, for DiT, num_classes > 0 and null_class: true); got label_dropout={label_dropout}, "
+                f"condition_keys={condition_keys}"
+            )
         self._save_plain_hyperparameters(network, schedule)
         self.condition_keys = condition_keys
         self.label_dropout = float(label_dropout)
@@ -157,13 +177,15 @@ class DiffusionModule(pl.LightningModule):
         ``torch.load(weights_only=True)``."""
         try:  # the config LightningCLI hands to save_hyperparameters (class paths and values)
             from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
             given = _given_hyperparameters.get() or {}
         except ImportError:  # another Lightning version: the recorded arguments below give the same configs
             given = {}
         self.save_hyperparameters(ignore=["network", "schedule"])
         nets = {"network": network, "schedule": schedule}
-        configs = {k: init_config(given[k]) if isinstance(given.get(k), dict) else init_config(obj)
-                   for k, obj in nets.items()}
+        configs = {
+            k: init_config(given[k]) if isinstance(given.get(k), dict) else init_config(obj) for k, obj in nets.items()
+        }
         for key, config in configs.items():
             self.hparams[key] = config
         if all(configs.values()) and "_instantiator" not in self.hparams:
@@ -184,9 +206,15 @@ class DiffusionModule(pl.LightningModule):
             self.ema.update(self.network)
 
     # -- the denoiser ------------------------------------------------------------------------
-    def denoise(self, x_t: Tensor, t: Tensor, cond: dict[str, Tensor] | None = None,
-                guidance_scale: float | None = None, network: nn.Module | None = None,
-                drop_labels: bool | Tensor = False) -> Tensor:
+    def denoise(
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        cond: dict[str, Tensor] | None = None,
+        guidance_scale: float | None = None,
+        network: nn.Module | None = None,
+        drop_labels: bool | Tensor = False,
+    ) -> Tensor:
         """The predicted noise eps(x_t, t | cond): the one way training, validation, sampling and diagnostics
         call the network.
 
@@ -208,17 +236,22 @@ class DiffusionModule(pl.LightningModule):
         dropping_all = isinstance(drop_labels, bool) and drop_labels
         missing = [k for k in self.condition_keys if cond.get(k) is None]
         if missing and not dropping_all:
-            raise ValueError(f"denoise: the network is conditional on {self.condition_keys} (model.condition_keys) but "
-                             f"got no {missing}; pass them (sample(n, y=...)), or ask for the null class with "
-                             f"drop_labels=True")
+            raise ValueError(
+                f"denoise: the network is conditional on {self.condition_keys} (model.condition_keys) but "
+                f"got no {missing}; pass them (sample(n, y=...)), or ask for the null class with "
+                f"drop_labels=True"
+            )
         model_time = self.schedule.model_time(t).to(x_t.device)
         if guidance_scale is not None:
             if not self.condition_keys or dropping_all:
-                raise ValueError("denoise: guidance_scale needs a conditional model and its labels "
-                                 "(classifier-free guidance mixes the conditional and null-class predictions)")
+                raise ValueError(
+                    "denoise: guidance_scale needs a conditional model and its labels "
+                    "(classifier-free guidance mixes the conditional and null-class predictions)"
+                )
             if not hasattr(network, "forward_with_cfg"):
-                raise ValueError(f"denoise: guidance_scale needs a network with forward_with_cfg; "
-                                 f"{type(network).__name__} has none")
+                raise ValueError(
+                    f"denoise: guidance_scale needs a network with forward_with_cfg; {type(network).__name__} has none"
+                )
             return network.forward_with_cfg(x_t, model_time, cfg_scale=float(guidance_scale), **cond)
         if dropping_all or isinstance(drop_labels, Tensor):
             return network(x_t, model_time, drop_labels=drop_labels, **cond)
@@ -232,8 +265,14 @@ class DiffusionModule(pl.LightningModule):
         return {k: batch[k] for k in self.condition_keys}
 
     # -- the objective -----------------------------------------------------------------------
-    def diffusion_loss(self, x0: Tensor, t: Tensor, noise: Tensor, cond: dict[str, Tensor] | None = None,
-                       drop_labels: bool | Tensor = False) -> tuple[Tensor, Tensor, Tensor]:
+    def diffusion_loss(
+        self,
+        x0: Tensor,
+        t: Tensor,
+        noise: Tensor,
+        cond: dict[str, Tensor] | None = None,
+        drop_labels: bool | Tensor = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample loss (B,), the noisy input and the prediction."""
         x_t = self.schedule.add_noise(x0, t.to(x0.device), noise)
         eps_hat = self.denoise(x_t, t, cond, drop_labels=drop_labels)
@@ -267,9 +306,15 @@ class DiffusionModule(pl.LightningModule):
         x0 = batch["x0"]  # (B, ...)
         times = self.schedule.eval_times()  # (n_t,)
         n_t = times.numel()
-        noise = evaluation_noise(batch["index"], n_t, tuple(x0.shape[1:]), self.eval_noise_seed, dtype=x0.dtype,
-                                 method=self.eval_noise,
-                                 device=x0.device).flatten(0, 1)  # (B n_t, ...)
+        noise = evaluation_noise(
+            batch["index"],
+            n_t,
+            tuple(x0.shape[1:]),
+            self.eval_noise_seed,
+            dtype=x0.dtype,
+            method=self.eval_noise,
+            device=x0.device,
+        ).flatten(0, 1)  # (B n_t, ...)
         t = times.repeat(x0.shape[0]).to(x0.device)  # (B n_t,)
         cond = {k: expand_over_times(v, n_t) for k, v in self.conditioning(batch).items()}
         x0_rep = expand_over_times(x0, n_t)
@@ -277,16 +322,36 @@ class DiffusionModule(pl.LightningModule):
         self.val_loss.update(per_sample)
         self.log("val/ddpm_loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         extras = {k: expand_over_times(v, n_t) for k, v in batch.items() if k not in ("x0", "index")}
-        return {**extras, "x0": x0_rep, "x_t": x_t, "t": t, "abar": self.schedule.alpha_bar(t).to(x0.device),
-                "noise": noise, "eps_hat": eps_hat, "loss": per_sample,
-                "sample_index": expand_over_times(batch["index"], n_t), "n_times": torch.tensor(n_t)}
+        return {
+            **extras,
+            "x0": x0_rep,
+            "x_t": x_t,
+            "t": t,
+            "abar": self.schedule.alpha_bar(t).to(x0.device),
+            "noise": noise,
+            "eps_hat": eps_hat,
+            "loss": per_sample,
+            "sample_index": expand_over_times(batch["index"], n_t),
+            "n_times": torch.tensor(n_t),
+        }
 
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, sampler: str = "auto", n_steps: int | None = None,
-               generator: torch.Generator | None = None, callback=None, callback_steps=None,
-               shape: tuple[int, ...] | None = None, progress: bool = True, cond: dict[str, Any] | None = None,
-               guidance_scale: float | None = None, drop_labels: bool = False, **kwargs: Any) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        sampler: str = "auto",
+        n_steps: int | None = None,
+        generator: torch.Generator | None = None,
+        callback=None,
+        callback_steps=None,
+        shape: tuple[int, ...] | None = None,
+        progress: bool = True,
+        cond: dict[str, Any] | None = None,
+        guidance_scale: float | None = None,
+        drop_labels: bool = False,
+        **kwargs: Any,
+    ) -> Tensor:
         """n samples (n, *shape) from ``inference_network`` (``diffusion.generation.generate``: samplers
         ddpm | ddim | sde | ode, ``auto`` = ddpm for discrete schedules, sde for continuous ones).
 
@@ -301,9 +366,21 @@ class DiffusionModule(pl.LightningModule):
             if key in kwargs:
                 cond[key] = kwargs.pop(key)
         cond = {k: self._per_sample(k, v, n) for k, v in cond.items() if v is not None}
-        return generate(self, n, sampler=sampler, n_steps=n_steps, generator=generator, callback=callback,
-                        callback_steps=callback_steps, shape=shape, progress=progress, cond=cond,
-                        guidance_scale=guidance_scale, drop_labels=drop_labels, **kwargs)
+        return generate(
+            self,
+            n,
+            sampler=sampler,
+            n_steps=n_steps,
+            generator=generator,
+            callback=callback,
+            callback_steps=callback_steps,
+            shape=shape,
+            progress=progress,
+            cond=cond,
+            guidance_scale=guidance_scale,
+            drop_labels=drop_labels,
+            **kwargs,
+        )
 
     def _per_sample(self, key: str, value: Any, n: int) -> Tensor:
         """A conditioning value as an (n,) tensor on the module's device: an int or 0-d tensor is repeated."""
@@ -311,8 +388,9 @@ class DiffusionModule(pl.LightningModule):
         if value.dim() == 0:
             value = value.expand(int(n))
         if value.shape[:1] != (int(n),):
-            raise ValueError(f"sample: {key} must be one value or one per sample, shape ({int(n)},); "
-                             f"got {tuple(value.shape)}")
+            raise ValueError(
+                f"sample: {key} must be one value or one per sample, shape ({int(n)},); got {tuple(value.shape)}"
+            )
         return value
 
     def configure_optimizers(self):

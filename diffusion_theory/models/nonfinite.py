@@ -12,13 +12,16 @@ training and before every checkpoint is written (``DiffusionModule.on_save_check
 
 Under DDP the host checks gather every rank's flag (a collective, reached at the same step on every rank).
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-HINT = ("The last good checkpoint is kept in the run's checkpoints/ folder; lower the learning rate "
-        "(optimizer.init_args.lr) or resume from it with --ckpt_path=last.")
+HINT = (
+    "The last good checkpoint is kept in the run's checkpoints/ folder; lower the learning rate "
+    "(optimizer.init_args.lr) or resume from it with --ckpt_path=last."
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -47,8 +50,9 @@ class NonFiniteGuard:
         immediate = self.immediate if self.immediate is not None else loss.device.type == "cpu"
         if immediate:
             if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"training loss is {loss.item()} at step {step}: stopping before the "
-                                         f"optimiser step. {HINT}")
+                raise NonFiniteLossError(
+                    f"training loss is {loss.item()} at step {step}: stopping before the optimiser step. {HINT}"
+                )
             return
         loss = loss.detach().float()
         if self._first_step is None or self._first_step.device != loss.device:
@@ -75,4 +79,5 @@ class NonFiniteGuard:
             raise NonFiniteLossError(
                 f"training loss is {loss} at step {int(step)} (seen at step {module.global_step}; on an accelerator "
                 f"the loss is read every {self.check_every_n_steps} steps and before every checkpoint): stopping "
-                f"before any checkpoint of the weights after step {int(step)} is written. {HINT}")
+                f"before any checkpoint of the weights after step {int(step)} is written. {HINT}"
+            )

@@ -13,6 +13,7 @@ The trained VAE is exported for the latent data and the video diagnostics as an 
 (``callbacks.auxiliary``: class path, arguments, weights; loads with ``weights_only=True``) at
 ``<run folder>/<export_name>`` after every validation and at the end of training (rank zero writes).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,7 +73,9 @@ class VAEModule(pl.LightningModule):
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
         kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
         centre, valid = track_centroids(torch.sigmoid(logits)[:, 0])
-        err = torch.where(valid, (centre - batch["pos"].double()).norm(dim=-1), torch.full_like(centre[:, 0], x.shape[-1]))
+        err = torch.where(
+            valid, (centre - batch["pos"].double()).norm(dim=-1), torch.full_like(centre[:, 0], x.shape[-1])
+        )
         for name, value in (("loss", recon + self.beta * kl), ("recon", recon), ("kl", kl), ("position_error", err)):
             self.val_metrics[name].update(value.float())
             self.log(f"val/vae/{name}", self.val_metrics[name], on_step=False, on_epoch=True, prog_bar=name == "loss")

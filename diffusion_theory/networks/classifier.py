@@ -10,6 +10,7 @@
 ``class_labels`` records which labels of the data the K outputs mean, so a diagnostic can refuse a classifier
 trained on other classes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,9 +23,15 @@ __all__ = ["ImageClassifier"]
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                         nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
 
 
 class ImageClassifier(RecordsInitArgs, nn.Module):
@@ -38,8 +45,14 @@ class ImageClassifier(RecordsInitArgs, nn.Module):
         dropout: dropout before the last linear layer (training only).
     """
 
-    def __init__(self, input_shape: Sequence[int] = (1, 28, 28), class_labels: Sequence[int] = (0, 1, 2, 3),
-                 width: int = 32, feature_dim: int = 128, dropout: float = 0.3):
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        class_labels: Sequence[int] = (0, 1, 2, 3),
+        width: int = 32,
+        feature_dim: int = 128,
+        dropout: float = 0.3,
+    ):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) != 3 or min(input_shape) < 1 or min(input_shape[1:]) < 4:
@@ -55,8 +68,13 @@ class ImageClassifier(RecordsInitArgs, nn.Module):
         self.input_shape, self.class_labels = input_shape, class_labels
         self.num_features = int(feature_dim)
         c, h, w = input_shape
-        self.body = nn.Sequential(_conv_block(c, width), _conv_block(width, 2 * width), nn.Flatten(),
-                                  nn.Linear(2 * width * (h // 2 // 2) * (w // 2 // 2), feature_dim), nn.ReLU())
+        self.body = nn.Sequential(
+            _conv_block(c, width),
+            _conv_block(width, 2 * width),
+            nn.Flatten(),
+            nn.Linear(2 * width * (h // 2 // 2) * (w // 2 // 2), feature_dim),
+            nn.ReLU(),
+        )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, len(class_labels)))
 
     @property

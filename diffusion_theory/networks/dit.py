@@ -36,6 +36,7 @@ outputs to rounding (tests/test_dit.py).
 
 Shapes: B batch, T tokens, D = hidden_size, H heads, hd = D / H head size.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,6 +66,7 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 #################################################################################
 #               Embedding Layers for Timesteps and Class Labels                 #
 #################################################################################
+
 
 class TimestepEmbedder(nn.Module):
     """Embeds scalar timesteps into vectors: sinusoidal features followed by a 2-layer MLP."""
@@ -124,6 +126,7 @@ class LabelEmbedder(nn.Module):
 #                      Sine/Cosine Position Embedding Tables                    #
 #################################################################################
 
+
 def sincos_1d(embed_dim: int, positions: Tensor) -> Tensor:
     """(M,) positions -> (M, embed_dim) table [sin(p w_k), cos(p w_k)], w_k = 10000^{-k/(embed_dim/2)}."""
     if embed_dim % 2:
@@ -146,6 +149,7 @@ def sincos_2d(embed_dim: int, grid_h: int, grid_w: int) -> Tensor:
 #                                Input Adapters                                 #
 #################################################################################
 
+
 class SequenceAdapter(nn.Module):
     """x (B, N, d) <-> N tokens of width d: one token per time index (paper 2, Appendix F)."""
 
@@ -158,8 +162,9 @@ class SequenceAdapter(nn.Module):
 
     def to_tokens(self, x: Tensor) -> Tensor:  # (B, N, d) -> (B, N, d)
         if x.dim() != 3 or tuple(x.shape[1:]) != (self.seq_len, self.frame_dim):
-            raise ValueError(f"dit: expected sequences of shape (B, {self.seq_len}, {self.frame_dim}); "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"dit: expected sequences of shape (B, {self.seq_len}, {self.frame_dim}); got {tuple(x.shape)}"
+            )
         return x
 
     def from_tokens(self, tokens: Tensor) -> Tensor:  # (B, N, d) -> (B, N, d)
@@ -178,8 +183,9 @@ class ImagePatchAdapter(nn.Module):
     def __init__(self, in_channels: int, height: int, width: int, patch_size: int):
         super().__init__()
         if height % patch_size or width % patch_size:
-            raise ValueError(f"dit.patch_size must divide the image size; got patch_size={patch_size} "
-                             f"for {height} x {width}")
+            raise ValueError(
+                f"dit.patch_size must divide the image size; got patch_size={patch_size} for {height} x {width}"
+            )
         self.in_channels, self.height, self.width, self.patch_size = in_channels, height, width, patch_size
         self.grid_h, self.grid_w = height // patch_size, width // patch_size
         self.num_tokens = self.grid_h * self.grid_w
@@ -203,8 +209,9 @@ class ImagePatchAdapter(nn.Module):
     def to_tokens(self, x: Tensor) -> Tensor:
         expected = (self.in_channels, self.height, self.width)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"dit: expected images of shape (B, {', '.join(map(str, expected))}); "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"dit: expected images of shape (B, {', '.join(map(str, expected))}); got {tuple(x.shape)}"
+            )
         return self.patchify(x)
 
     def from_tokens(self, tokens: Tensor) -> Tensor:
@@ -217,6 +224,7 @@ class ImagePatchAdapter(nn.Module):
 #################################################################################
 #                                 Core DiT Model                                #
 #################################################################################
+
 
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention``, with optional recording.
@@ -238,7 +246,7 @@ class Attention(nn.Module):
         self.attention = attention
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.record = False
@@ -266,8 +274,11 @@ class Attention(nn.Module):
         """Whether the matmul kernel runs for queries q (B, H, T, hd): always for ``matmul``, never for ``sdpa``;
         ``auto``: on the CPU, in bfloat16 / float16 (autocast), with T <= MATMUL_ATTENTION_MAX_TOKENS."""
         if self.attention == "auto":
-            return (q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
-                    and q.shape[-2] <= MATMUL_ATTENTION_MAX_TOKENS)
+            return (
+                q.device.type == "cpu"
+                and q.dtype in (torch.bfloat16, torch.float16)
+                and q.shape[-2] <= MATMUL_ATTENTION_MAX_TOKENS
+            )
         return self.attention == "matmul"
 
     @torch.no_grad()
@@ -285,7 +296,7 @@ class Attention(nn.Module):
         """Per-head weight matrices (detached views): q, k, v (H, hd, D); proj (H, D, hd)."""
         D = self.qkv.in_features
         w = self.qkv.weight.detach()  # (3D, D)
-        q, k, v = (w[i * D:(i + 1) * D].reshape(self.num_heads, self.head_dim, D) for i in range(3))
+        q, k, v = (w[i * D : (i + 1) * D].reshape(self.num_heads, self.head_dim, D) for i in range(3))
         proj = self.proj.weight.detach().reshape(D, self.num_heads, self.head_dim).permute(1, 0, 2)  # (H, D, hd)
         return {"q": q, "k": k, "v": v, "proj": proj}
 
@@ -311,8 +322,14 @@ class DiTBlock(nn.Module):
     with the six (B, D) modulation vectors a linear function of SiLU(c), zero at init.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 attention: AttentionKernel = "auto"):
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        attention: AttentionKernel = "auto",
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden_size, num_heads=num_heads, qkv_bias=qkv_bias, attention=attention)
@@ -371,15 +388,28 @@ class DiT(RecordsInitArgs, nn.Module):
     class-conditional model, else empty): what ``DiffusionModule.condition_keys`` must name.
     """
 
-    def __init__(self, input_shape: Sequence[int] = (128, 8), patch_size: int = 2, hidden_size: int = 32,
-                 depth: int = 12, num_heads: int = 4, mlp_ratio: float = 4.0, num_classes: int = 0,
-                 null_class: bool = True, pos_embed_mode: PosEmbedMode = "concat", pos_dim: int = 16,
-                 learned_pos_embed: bool = False, qkv_bias: bool = True, attention: AttentionKernel = "auto"):
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (128, 8),
+        patch_size: int = 2,
+        hidden_size: int = 32,
+        depth: int = 12,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 0,
+        null_class: bool = True,
+        pos_embed_mode: PosEmbedMode = "concat",
+        pos_dim: int = 16,
+        learned_pos_embed: bool = False,
+        qkv_bias: bool = True,
+        attention: AttentionKernel = "auto",
+    ):
         super().__init__()
         input_shape = tuple(int(s) for s in input_shape)
         if len(input_shape) not in (2, 3) or min(input_shape) < 1:
-            raise ValueError(f"dit.input_shape must be (N, d) for sequences or (C, H, W) for images, positive; "
-                             f"got {input_shape}")
+            raise ValueError(
+                f"dit.input_shape must be (N, d) for sequences or (C, H, W) for images, positive; got {input_shape}"
+            )
         for name, value in (("hidden_size", hidden_size), ("depth", depth), ("num_heads", num_heads)):
             if value < 1:
                 raise ValueError(f"dit.{name} must be >= 1; got {value}")
@@ -392,8 +422,9 @@ class DiT(RecordsInitArgs, nn.Module):
         if pos_embed_mode not in ("add", "concat"):
             raise ValueError(f"dit.pos_embed_mode must be 'add' or 'concat'; got {pos_embed_mode!r}")
         if pos_embed_mode == "concat" and not 0 < pos_dim < hidden_size:
-            raise ValueError(f"dit.pos_dim must lie in (0, hidden_size) = (0, {hidden_size}) in concat mode; "
-                             f"got {pos_dim}")
+            raise ValueError(
+                f"dit.pos_dim must lie in (0, hidden_size) = (0, {hidden_size}) in concat mode; got {pos_dim}"
+            )
         if patch_size < 1:
             raise ValueError(f"dit.patch_size must be >= 1; got {patch_size}")
         if attention not in ("auto", "sdpa", "matmul"):
@@ -415,19 +446,22 @@ class DiT(RecordsInitArgs, nn.Module):
         self.y_embedder = LabelEmbedder(num_classes, hidden_size, bool(null_class)) if num_classes > 0 else None
         table = self.adapter.position_table(self.pos_dim)[None]  # (1, T, pos_dim)
         self.pos_embed = nn.Parameter(table, requires_grad=learned_pos_embed)
-        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, attention)
-                                     for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [DiTBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, attention) for _ in range(depth)]
+        )
         self.final_layer = FinalLayer(hidden_size, self.adapter.token_out_dim)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
         """DiT's initialisation: Xavier-uniform linears with zero bias, N(0, 0.02) timestep MLP and
         label table, and zeros in every adaLN modulation and in the output linear (adaLN-Zero)."""
+
         def _basic_init(module: nn.Module) -> None:
             if isinstance(module, nn.Linear):
                 torch.nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.constant_(module.bias, 0)
+
         self.apply(_basic_init)
         if self.y_embedder is not None:
             nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
@@ -479,8 +513,9 @@ class DiT(RecordsInitArgs, nn.Module):
         """``drop_labels`` as a (B,) bool mask, or None when no row is dropped."""
         if isinstance(drop_labels, Tensor):
             if drop_labels.shape != (batch,):
-                raise ValueError(f"dit: drop_labels must be a bool or a ({batch},) mask; got shape "
-                                 f"{tuple(drop_labels.shape)}")
+                raise ValueError(
+                    f"dit: drop_labels must be a bool or a ({batch},) mask; got shape {tuple(drop_labels.shape)}"
+                )
             mask = drop_labels.to(device=device, dtype=torch.bool)
         elif drop_labels:
             mask = torch.ones(batch, dtype=torch.bool, device=device)
@@ -490,8 +525,9 @@ class DiT(RecordsInitArgs, nn.Module):
             raise ValueError("dit: drop_labels needs the null class: set dit.null_class: true (and num_classes > 0)")
         return mask
 
-    def conditioning(self, t: Tensor, y: Tensor | None, batch: int, device: torch.device,
-                     drop_labels: bool | Tensor = False) -> Tensor:
+    def conditioning(
+        self, t: Tensor, y: Tensor | None, batch: int, device: torch.device, drop_labels: bool | Tensor = False
+    ) -> Tensor:
         """c = t_embedder(t) (+ y_embedder(y)), shape (B, D).
 
         A class-conditional model needs labels y (B,) in [0, num_classes), unless ``drop_labels`` is True
@@ -509,14 +545,15 @@ class DiT(RecordsInitArgs, nn.Module):
         drop = self._drop_mask(drop_labels, batch, device)
         if y is None:
             if drop is None or not bool(drop.all()):
-                raise ValueError(f"dit: this DiT is class-conditional (num_classes = {self.num_classes}): pass labels "
-                                 f"y of shape ({batch},), or drop_labels=True for the null class (unconditional)")
+                raise ValueError(
+                    f"dit: this DiT is class-conditional (num_classes = {self.num_classes}): pass labels "
+                    f"y of shape ({batch},), or drop_labels=True for the null class (unconditional)"
+                )
             y = torch.full((batch,), self.y_embedder.null_class, device=device, dtype=torch.long)
         else:
             y = torch.as_tensor(y, device=device)
             if y.shape != (batch,) or y.is_floating_point():
-                raise ValueError(f"dit: labels y must be integers of shape ({batch},); got {y.dtype} "
-                                 f"{tuple(y.shape)}")
+                raise ValueError(f"dit: labels y must be integers of shape ({batch},); got {y.dtype} {tuple(y.shape)}")
             self._check_label_range(y)
         return c + self.y_embedder(y, drop)
 
@@ -524,13 +561,17 @@ class DiT(RecordsInitArgs, nn.Module):
         """ValueError unless every label of y (B,) lies in [0, num_classes). Under torch.compile the same rule is
         an assertion inside the graph (RuntimeError, same message), so the forward pass stays one graph."""
         if torch.compiler.is_compiling():
-            torch._assert_async(((y >= 0) & (y < self.num_classes)).all(),
-                                f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}) (the null class "
-                                f"is asked for by drop_labels)")
+            torch._assert_async(
+                ((y >= 0) & (y < self.num_classes)).all(),
+                f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}) (the null class "
+                f"is asked for by drop_labels)",
+            )
             return
         if bool(((y < 0) | (y >= self.num_classes)).any()):
-            raise ValueError(f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
-                             f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)")
+            raise ValueError(
+                f"dit: labels y must lie in [0, num_classes) = [0, {self.num_classes}); got "
+                f"{y.min().item()} .. {y.max().item()} (the null class is asked for by drop_labels)"
+            )
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, drop_labels: bool | Tensor = False) -> Tensor:
@@ -592,8 +633,9 @@ class DiT(RecordsInitArgs, nn.Module):
         return records  # type: ignore[return-value]
 
     @torch.no_grad()
-    def attention_logits(self, x: Tensor, t: Tensor, y: Tensor | None = None, layer: int = -1,
-                         drop_labels: bool | Tensor = False) -> Tensor:
+    def attention_logits(
+        self, x: Tensor, t: Tensor, y: Tensor | None = None, layer: int = -1, drop_labels: bool | Tensor = False
+    ) -> Tensor:
         """Pre-softmax logits S / sqrt(hd) of one layer, averaged over heads: (B, T, T), query rows.
 
         Runs one extra forward pass with recording on (``protocols.ExposesAttention``); t is the
@@ -660,11 +702,14 @@ def build_dit(name: str, **kwargs) -> DiT:
 def _named_factory(name: str):
     def factory(**kwargs) -> DiT:
         return build_dit(name, **kwargs)
+
     factory.__name__ = name.replace("-", "_").replace("/", "_")
     return factory
 
 
 # DiT's registry style: name -> factory(**kwargs).
-DiT_models = {name: _named_factory(name) for name in
-              ["DiT-GP"] + [f"{size}{patch}" for size in ("DiT-S", "DiT-B", "DiT-L", "DiT-XL")
-                            for patch in ("", "/2", "/4", "/8")]}
+DiT_models = {
+    name: _named_factory(name)
+    for name in ["DiT-GP"]
+    + [f"{size}{patch}" for size in ("DiT-S", "DiT-B", "DiT-L", "DiT-XL") for patch in ("", "/2", "/4", "/8")]
+}

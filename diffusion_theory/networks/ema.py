@@ -1,4 +1,5 @@
 """Exponential moving average (EMA) of a network's weights, as DiT samples from (decay 0.9999)."""
+
 from __future__ import annotations
 
 import copy

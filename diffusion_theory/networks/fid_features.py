@@ -9,6 +9,7 @@
 Both are frozen (eval mode, no gradients) and describe themselves (``describe``: name and weights hash) so that
 every FID is logged with what makes it reproducible.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-INCEPTION_URL_HINT = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                      "weights-inception-2015-12-05-6726825d.pth")
+INCEPTION_URL_HINT = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
 
 
 def file_hash(path: str | Path, length: int = 16) -> str:
@@ -38,7 +40,7 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, classifier: nn.Module, weights_hash: str = ""):
         super().__init__()
         self.classifier = classifier
-        self.num_features = int(getattr(classifier, "num_features"))
+        self.num_features = int(classifier.num_features)
         self.weights_hash = weights_hash
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) in [-1, 1] -> (B, F)
@@ -69,14 +71,18 @@ class InceptionFeatures(nn.Module):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         if weights_path is not None and not Path(weights_path).is_file():
-            raise FileNotFoundError(f"inception_weights: no file {weights_path!r}; download {INCEPTION_URL_HINT} "
-                                    f"where the network allows and pass its path")
+            raise FileNotFoundError(
+                f"inception_weights: no file {weights_path!r}; download {INCEPTION_URL_HINT} "
+                f"where the network allows and pass its path"
+            )
         try:
             self.net = FeatureExtractorInceptionV3(self.name, ["2048"], feature_extractor_weights_path=weights_path)
         except OSError as err:  # URLError, socket errors: no network and no local weights
-            raise RuntimeError(f"Inception-v3 features: the weights could not be downloaded ({type(err).__name__}: "
-                               f"{err}). Offline, download {INCEPTION_URL_HINT} elsewhere and set inception_weights "
-                               f"to its path, or use the classifier's features (features: classifier)") from err
+            raise RuntimeError(
+                f"Inception-v3 features: the weights could not be downloaded ({type(err).__name__}: "
+                f"{err}). Offline, download {INCEPTION_URL_HINT} elsewhere and set inception_weights "
+                f"to its path, or use the classifier's features (features: classifier)"
+            ) from err
         self.num_features = 2048
         self.weights_hash = file_hash(weights_path) if weights_path is not None else "torch-fidelity-default"
         self.net.eval().requires_grad_(False)

@@ -5,6 +5,7 @@
 Token-major layout: X is (B, P, d), so the attention of query p on key j is
 softmax_j(x_j^T W x_p / d). Initialisation as in paper 1 (MTGM) eq. (4): W(0) = 0, v_t(0) ~ N(0, 1/d).
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,7 @@ class OneLayerTransformer(RecordsInitArgs, nn.Module):
         self.d, self.T = d, T
         self.W = nn.Parameter(torch.zeros(d, d))  # W(0) = 0
         g = torch.Generator().manual_seed(init_seed)
-        self.v = nn.Parameter(torch.randn(T, generator=g) / d ** 0.5)  # v_t(0) ~ N(0, 1/d)
+        self.v = nn.Parameter(torch.randn(T, generator=g) / d**0.5)  # v_t(0) ~ N(0, 1/d)
 
     def queries(self, x: Tensor) -> Tensor:
         """Rows (W x_p)^T, so that queries @ keys^T = x_j^T W x_p. (B, P, d)"""

@@ -14,6 +14,7 @@ The paper gives no architecture; ours (nn.Module only, no Lightning):
 Frames are (B, 1, L, L) in [0, 1]; ``decode`` returns intensities in [0, 1] (sigmoid of the logits), the
 Bernoulli mean of the reconstruction loss.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,28 +34,39 @@ class ConvVAE(RecordsInitArgs, nn.Module):
         decoder_depth: number of hidden 1x1 convolution layers of the decoder.
     """
 
-    def __init__(self, size: int = 64, latent_dim: int = 2, channels: int = 8, decoder_width: int = 32,
-                 decoder_depth: int = 2):
+    def __init__(
+        self, size: int = 64, latent_dim: int = 2, channels: int = 8, decoder_width: int = 32, decoder_depth: int = 2
+    ):
         super().__init__()
         if int(size) != size or size < 8 or size & (size - 1):
             raise ValueError(f"ConvVAE.size must be a power of two >= 8; got {size}")
-        for name, value in (("latent_dim", latent_dim), ("channels", channels), ("decoder_width", decoder_width),
-                            ("decoder_depth", decoder_depth)):
+        for name, value in (
+            ("latent_dim", latent_dim),
+            ("channels", channels),
+            ("decoder_width", decoder_width),
+            ("decoder_depth", decoder_depth),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"ConvVAE.{name} must be an integer >= 1; got {value}")
         self.size, self.latent_dim = int(size), int(latent_dim)
         c1, c2 = int(channels), 2 * int(channels)
-        self.encoder = nn.Sequential(nn.Conv2d(1, c1, 3, stride=2, padding=1), nn.SiLU(),  # (B, c1, L/2, L/2)
-                                     nn.Conv2d(c1, c2, 3, stride=2, padding=1))  # (B, c2, L/4, L/4)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, c1, 3, stride=2, padding=1),
+            nn.SiLU(),  # (B, c1, L/2, L/2)
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+        )  # (B, c2, L/4, L/4)
         self.to_moments = nn.Sequential(nn.Linear(2 * c2, 64), nn.SiLU(), nn.Linear(64, 2 * self.latent_dim))
         with torch.no_grad():  # start with little posterior noise: a decoder that first sees sigma ~ 1 noise around
-            self.to_moments[-1].bias[self.latent_dim:] = -8.0  # near-constant means learns to ignore z (collapse)
+            self.to_moments[-1].bias[self.latent_dim :] = -8.0  # near-constant means learns to ignore z (collapse)
         self.broadcast = self.size // 4  # the decoder's grid: L/4 x L/4, then two x2 up-convolutions
         dec: list[nn.Module] = [nn.Conv2d(self.latent_dim + 2 + min(2, self.latent_dim), decoder_width, 1), nn.SiLU()]
         for _ in range(int(decoder_depth) - 1):
             dec += [nn.Conv2d(decoder_width, decoder_width, 1), nn.SiLU()]
-        dec += [nn.ConvTranspose2d(decoder_width, channels * 2, 4, stride=2, padding=1), nn.SiLU(),
-                nn.ConvTranspose2d(channels * 2, 1, 4, stride=2, padding=1)]
+        dec += [
+            nn.ConvTranspose2d(decoder_width, channels * 2, 4, stride=2, padding=1),
+            nn.SiLU(),
+            nn.ConvTranspose2d(channels * 2, 1, 4, stride=2, padding=1),
+        ]
         self.decoder = nn.Sequential(*dec)
         coords = (torch.arange(self.broadcast, dtype=torch.float32) + 0.5) / self.broadcast * 2 - 1  # cell centres
         yy, xx = torch.meshgrid(coords, coords, indexing="ij")

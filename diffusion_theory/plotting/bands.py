@@ -3,6 +3,7 @@
 band_figure       label -> (x, per-seed y lists): the mean line and a shaded band [lo, hi] per x
 errorbar_figure   label -> (x, mean, lo, hi): points with asymmetric error bars (log-log optional)
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -12,14 +13,19 @@ from matplotlib.figure import Figure
 from diffusion_theory.plotting.figure import new_figure
 
 
-def band_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
-                title: str, ylabel: str, xlabel: str = "training step", logy: bool = True) -> Figure:
+def band_figure(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+    title: str,
+    ylabel: str,
+    xlabel: str = "training step",
+    logy: bool = True,
+) -> Figure:
     """One line per label: (x, mean, lo, hi); the band [lo, hi] is shaded (e.g. the 95 % t-interval over seeds;
     where lo or hi is nan, a single seed, no band is drawn)."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()
     for label, (x, mean, lo, hi) in curves.items():
-        line, = ax.plot(x, mean, marker="o" if len(x) < 30 else None, ms=3, label=label)
+        (line,) = ax.plot(x, mean, marker="o" if len(x) < 30 else None, ms=3, label=label)
         pts = [(a, b, c) for a, b, c in zip(x, lo, hi) if b == b and c == c]  # drop nan
         if pts:
             xs, los, his = zip(*pts)
@@ -37,8 +43,14 @@ def band_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], Seq
     return fig
 
 
-def errorbar_figure(points: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
-                    title: str, ylabel: str, xlabel: str, logx: bool = False, logy: bool = False) -> Figure:
+def errorbar_figure(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+    title: str,
+    ylabel: str,
+    xlabel: str,
+    logx: bool = False,
+    logy: bool = False,
+) -> Figure:
     """One series per label: (x, mean, lo, hi) drawn as points with error bars from lo to hi (none where nan)."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()

@@ -5,6 +5,7 @@ sweep_figure             several runs' curves on one axis (paper 1 Fig. 2B-2D)
 output_scale_figure      learned v_t against paper 1 (MTGM) eq. (16)
 relative_error_figure    paper 2 (GP) Fig. 4(a): relative error eps against the number of training sequences n
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,14 @@ from matplotlib.figure import Figure
 from diffusion_theory.plotting.figure import new_figure
 
 
-def curves_figure(steps: Mapping[str, Sequence[float]], values: Mapping[str, Sequence[float]], title: str,
-                  ylabel: str = "", logy: bool = False, dashed: Sequence[str] = ()) -> Figure:
+def curves_figure(
+    steps: Mapping[str, Sequence[float]],
+    values: Mapping[str, Sequence[float]],
+    title: str,
+    ylabel: str = "",
+    logy: bool = False,
+    dashed: Sequence[str] = (),
+) -> Figure:
     """One line per metric against training step; names in ``dashed`` are drawn as reference lines."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()
@@ -36,11 +43,17 @@ def curves_figure(steps: Mapping[str, Sequence[float]], values: Mapping[str, Seq
     return fig
 
 
-def sweep_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str,
-                 logy: bool = True) -> Figure:
+def sweep_figure(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], title: str, ylabel: str, logy: bool = True
+) -> Figure:
     """Several runs' curves (label -> (steps, values)) on one axis, e.g. excess risk against step."""
-    return curves_figure({k: xs for k, (xs, _) in curves.items()}, {k: ys for k, (_, ys) in curves.items()},
-                         title, ylabel=ylabel, logy=logy)
+    return curves_figure(
+        {k: xs for k, (xs, _) in curves.items()},
+        {k: ys for k, (_, ys) in curves.items()},
+        title,
+        ylabel=ylabel,
+        logy=logy,
+    )
 
 
 def output_scale_figure(t: np.ndarray, learned: np.ndarray, oracle: np.ndarray) -> Figure:

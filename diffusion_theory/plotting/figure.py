@@ -5,6 +5,7 @@ needs no backend: ``fig.savefig("x.png")`` renders it with Agg on any machine, h
 notebook displays a returned figure inline (IPython's figure formatter). The caller's own pyplot
 figures and backend (``%matplotlib inline``, ``widget``, ``MPLBACKEND``) are untouched.
 """
+
 from __future__ import annotations
 
 import sys

@@ -2,6 +2,7 @@
 
 heatmap_grid   paper 2 (GP) Figs. 4(b), 10, 11 (layers x heads) and Figs. 5, 12 (layers x backward steps)
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,9 +13,17 @@ from matplotlib.figure import Figure
 from diffusion_theory.plotting.figure import new_figure
 
 
-def heatmap_grid(matrices: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
-                 cell_titles: Sequence[Sequence[str]] | None = None, split: int | None = None,
-                 cmap: str = "viridis", shared_scale: str = "none", cell_size: float = 1.7) -> Figure:
+def heatmap_grid(
+    matrices: np.ndarray,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str,
+    cell_titles: Sequence[Sequence[str]] | None = None,
+    split: int | None = None,
+    cmap: str = "viridis",
+    shared_scale: str = "none",
+    cell_size: float = 1.7,
+) -> Figure:
     """matrices (R, C, a, b) drawn as an R x C grid of heat maps.
 
     ``split``: draw lines after row / column ``split`` (the z | e boundary of a [z; e] token).

@@ -3,6 +3,7 @@
 attention_matrix_figure  one (P, P) attention matrix, tokens sorted by pattern (paper 1 (MTGM) eq. (20), Fig. 2E)
 covariance_figure        paper 2 (GP) Fig. 1 / Fig. 7: Gamma_hat against Gamma, Sigma_hat against Sigma
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,17 +32,20 @@ def attention_matrix_figure(attention: np.ndarray, labels: np.ndarray, title: st
     return fig
 
 
-def covariance_figure(gamma_hat: np.ndarray, gamma: np.ndarray, sigma_hat: np.ndarray, sigma: np.ndarray,
-                      title: str) -> Figure:
+def covariance_figure(
+    gamma_hat: np.ndarray, gamma: np.ndarray, sigma_hat: np.ndarray, sigma: np.ndarray, title: str
+) -> Figure:
     """Four heat maps: Gamma_hat, Gamma (N x N, shared colour scale) and Sigma_hat, Sigma (d x d, shared)."""
     fig = new_figure((15, 3.9), dpi=100)
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.3, 1.3, 1, 1]})
     g_lo, g_hi = min(gamma_hat.min(), gamma.min()), max(gamma_hat.max(), gamma.max())
     s_abs = max(np.abs(sigma_hat).max(), np.abs(sigma).max())
-    panels = [(gamma_hat, "estimated Gamma_hat (generated)", "viridis", g_lo, g_hi),
-              (gamma, "true Gamma", "viridis", g_lo, g_hi),
-              (sigma_hat, "estimated Sigma_hat (generated)", "RdBu_r", -s_abs, s_abs),
-              (sigma, "true Sigma", "RdBu_r", -s_abs, s_abs)]
+    panels = [
+        (gamma_hat, "estimated Gamma_hat (generated)", "viridis", g_lo, g_hi),
+        (gamma, "true Gamma", "viridis", g_lo, g_hi),
+        (sigma_hat, "estimated Sigma_hat (generated)", "RdBu_r", -s_abs, s_abs),
+        (sigma, "true Sigma", "RdBu_r", -s_abs, s_abs),
+    ]
     for ax, (m, name, cmap, lo, hi) in zip(axes, panels):
         im = ax.imshow(m, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(name, fontsize=9)

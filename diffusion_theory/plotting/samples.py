@@ -1,11 +1,12 @@
 """Pictures of generated samples that fit their shape (``scripts/sample.py``).
 
-    (n, C, H, W)   images: a grid, one row per class when labels are given (C = 1 grey, 3 RGB, else channel 0)
-    (n, N, d)      sequences of N frames in R^d: one panel per sample (up to 8), the d coordinates against
-                   the frame index i (paper 2's Gaussian-process sequences); a single frame (N = 1, d = 2):
-                   a scatter of the points, coloured by class
-    (n, d)         points: a scatter of the first two coordinates
+(n, C, H, W)   images: a grid, one row per class when labels are given (C = 1 grey, 3 RGB, else channel 0)
+(n, N, d)      sequences of N frames in R^d: one panel per sample (up to 8), the d coordinates against
+               the frame index i (paper 2's Gaussian-process sequences); a single frame (N = 1, d = 2):
+               a scatter of the points, coloured by class
+(n, d)         points: a scatter of the first two coordinates
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,9 @@ def samples_figure(samples: np.ndarray, title: str, labels: np.ndarray | None = 
         return sequences_figure(samples, title, labels)
     if samples.ndim == 2 and samples.shape[1] >= 2:
         return points_figure(samples, title, labels)
-    raise ValueError(f"samples_figure: expected (n, C, H, W) images, (n, N, d) sequences or (n, d) points; "
-                     f"got shape {samples.shape}")
+    raise ValueError(
+        f"samples_figure: expected (n, C, H, W) images, (n, N, d) sequences or (n, d) points; got shape {samples.shape}"
+    )
 
 
 def image_grid_figure(images: np.ndarray, title: str, labels: np.ndarray | None = None, max_items: int = 64) -> Figure:
@@ -67,7 +69,9 @@ def image_grid_figure(images: np.ndarray, title: str, labels: np.ndarray | None 
     return fig
 
 
-def sequences_figure(sequences: np.ndarray, title: str, labels: np.ndarray | None = None, max_panels: int = 8) -> Figure:
+def sequences_figure(
+    sequences: np.ndarray, title: str, labels: np.ndarray | None = None, max_panels: int = 8
+) -> Figure:
     """sequences (n, N, d): the first ``max_panels`` samples, one panel each, the d coordinates against i."""
     shown = sequences[:max_panels]
     k = shown.shape[0]

@@ -3,6 +3,7 @@ VAE's reconstructions and latent map, and animated GIFs (written with Pillow, no
 
 Frames are numpy arrays in [0, 1]: a video (F, H, W).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -84,8 +85,9 @@ def latent_map_figure(latents: np.ndarray, positions: np.ndarray, size: float, t
     axes = fig.subplots(1, 2)
     for c, name in enumerate(("x", "y")):
         ax = axes[c]
-        sc = ax.scatter(latents[:, 0], latents[:, 1 % latents.shape[1]], c=positions[:, c], s=5, cmap="viridis",
-                        vmin=0, vmax=size)
+        sc = ax.scatter(
+            latents[:, 0], latents[:, 1 % latents.shape[1]], c=positions[:, c], s=5, cmap="viridis", vmin=0, vmax=size
+        )
         fig.colorbar(sc, ax=ax, label=f"ball {name} (pixels)")
         ax.set_xlabel("mu_1")
         ax.set_ylabel("mu_2")

@@ -8,11 +8,12 @@ Registered in ``pyproject.toml`` under the entry-point group ``diffusion_theory.
 ``scripts/fit.py`` calls ``components()`` at start and imports the modules it names, so their
 classes are found by short name in configs (``class_path: AR1DataModule``).
 """
+
 from __future__ import annotations
 
 COMPONENT_MODULES = (
-    "dt_plugin_example.datamodule",      # AR1DataModule: data with exact_eps (ScoreError works on it)
-    "dt_plugin_example.network",         # SequenceLinearDenoiser: f(X, t) = A_t X
+    "dt_plugin_example.datamodule",  # AR1DataModule: data with exact_eps (ScoreError works on it)
+    "dt_plugin_example.network",  # SequenceLinearDenoiser: f(X, t) = A_t X
     "dt_plugin_example.lag_correlation",  # LagOneCorrelation: the plugin's own diagnostic
 )
 

@@ -22,6 +22,7 @@ and all of them are jointly Gaussian with mean zero, so
 the Bayes-optimal noise prediction; the score is grad log p_t(X^t) = -E[E | X^t] / sqrt(1 - abar).
 One eigendecomposition of C serves every abar.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,11 +53,11 @@ class AR1Process:
         i = torch.arange(P)
         lag = (i[:, None] - i[None, :]).abs()  # (P, P)
         a64 = torch.tensor(self.a, dtype=torch.float64)
-        self.covariance = self.variance * a64 ** lag  # C, (P, P)
+        self.covariance = self.variance * a64**lag  # C, (P, P)
         # Explicit Cholesky factor of C from the recursion: x_i = s a^{i-1} z_1 + s sqrt(1-a^2) sum_{2<=j<=i} a^{i-j} z_j
-        s = self.variance ** 0.5
-        L = torch.tril(a64 ** (i[:, None] - i[None, :]).clamp_min(0)) * s * (1 - self.a ** 2) ** 0.5
-        L[:, 0] = s * a64 ** i
+        s = self.variance**0.5
+        L = torch.tril(a64 ** (i[:, None] - i[None, :]).clamp_min(0)) * s * (1 - self.a**2) ** 0.5
+        L[:, 0] = s * a64**i
         self.cholesky = L  # (P, P), L L^T = C
         self.eigenvalues, self.eigenvectors = torch.linalg.eigh(self.covariance)  # lambda (P,), U (P, P)
 

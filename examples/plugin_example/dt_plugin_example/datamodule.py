@@ -9,6 +9,7 @@ without padding (``ShardedBatches``), so the diagnostics are DDP-exact.
 Capabilities (``diffusion_theory.protocols``): ``exact_eps`` (so the built-in ``ScoreError`` runs on
 it) and ``theory_quantities``.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -36,12 +37,27 @@ class AR1DataModule(pl.LightningDataModule):
         eval_batch_size: evaluation sequences per batch (each is run at every evaluation time).
     """
 
-    def __init__(self, d: int = 8, P: int = 32, a: float = 0.9, variance: float = 1.0, batch_size: int = 64,
-                 steps_per_epoch: int = 100, data_seed: int = 0, n_eval: int = 128, eval_seed: int = 2024,
-                 eval_batch_size: int = 8):
+    def __init__(
+        self,
+        d: int = 8,
+        P: int = 32,
+        a: float = 0.9,
+        variance: float = 1.0,
+        batch_size: int = 64,
+        steps_per_epoch: int = 100,
+        data_seed: int = 0,
+        n_eval: int = 128,
+        eval_seed: int = 2024,
+        eval_batch_size: int = 8,
+    ):
         super().__init__()
-        for name, value in (("d", d), ("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch),
-                            ("n_eval", n_eval), ("eval_batch_size", eval_batch_size)):
+        for name, value in (
+            ("d", d),
+            ("batch_size", batch_size),
+            ("steps_per_epoch", steps_per_epoch),
+            ("n_eval", n_eval),
+            ("eval_batch_size", eval_batch_size),
+        ):
             if value < 1:
                 raise ValueError(f"data.{name} must be >= 1; got {value}")
         self.save_hyperparameters()
@@ -75,5 +91,9 @@ class AR1DataModule(pl.LightningDataModule):
     def theory_quantities(self) -> dict[str, float]:
         """The chain's parameters and the extreme eigenvalues of C (which set how hard denoising is)."""
         lam = self.process.eigenvalues
-        return {"ar1_a": self.process.a, "ar1_variance": self.process.variance,
-                "ar1_cov_eig_min": float(lam.min()), "ar1_cov_eig_max": float(lam.max())}
+        return {
+            "ar1_a": self.process.a,
+            "ar1_variance": self.process.variance,
+            "ar1_cov_eig_min": float(lam.min()),
+            "ar1_cov_eig_max": float(lam.max()),
+        }

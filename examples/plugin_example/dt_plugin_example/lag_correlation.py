@@ -16,6 +16,7 @@ A denoiser that shrinks each token on its own leaves r at that of X^t, which the
 only one that uses the neighbouring tokens reaches the exact value. Needs data with ``exact_eps``
 (``KnowsPosteriorNoise``), sequences (B, P, d) with P >= 2.
 """
+
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -41,12 +42,19 @@ class LagOneCorrelation(BatchDiagnostic):
         names = ["val/lag1_corr", "val/lag1_corr_exact", "val/lag1_corr_error"]
         return names + self.time_bin_names("val/lag1_corr_error")
 
-    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: dict[str, Tensor],
-                batch: dict[str, Tensor], batch_idx: int) -> None:
+    def measure(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: dict[str, Tensor],
+        batch: dict[str, Tensor],
+        batch_idx: int,
+    ) -> None:
         x_t = outputs["x_t"].float()  # (B n_t, P, d)
         if x_t.dim() != 3 or x_t.shape[1] < 2:
-            raise ValueError(f"LagOneCorrelation needs sequences x_t of shape (B, P, d) with P >= 2; "
-                             f"got {tuple(x_t.shape)}")
+            raise ValueError(
+                f"LagOneCorrelation needs sequences x_t of shape (B, P, d) with P >= 2; got {tuple(x_t.shape)}"
+            )
         sigma = (1 - outputs["abar"].float()).sqrt().view(-1, 1, 1)  # sqrt(1 - abar), (B n_t, 1, 1)
         exact = trainer.datamodule.exact_eps(outputs["x_t"], outputs["abar"], outputs).float()
         r_net = lag_one_correlation(x_t - sigma * outputs["eps_hat"].float())

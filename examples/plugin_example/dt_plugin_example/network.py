@@ -9,6 +9,7 @@ Bayes-optimal noise prediction is in this class,
 
 so the score error of a trained model can go to zero. A_t(0) = 0.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,6 +38,8 @@ class SequenceLinearDenoiser(nn.Module):
             raise ValueError(f"SequenceLinearDenoiser: x must be (B, P={self.P}, d); got {tuple(x.shape)}")
         step = t.round().long()  # (B,) in {1..T}: a discrete schedule's model time is the step itself
         if int(step.min()) < 1 or int(step.max()) > self.T:
-            raise ValueError(f"SequenceLinearDenoiser: steps t must lie in {{1..T={self.T}}} (a discrete schedule "
-                             f"with the same T); got range [{float(t.min())}, {float(t.max())}]")
+            raise ValueError(
+                f"SequenceLinearDenoiser: steps t must lie in {{1..T={self.T}}} (a discrete schedule "
+                f"with the same T); got range [{float(t.min())}, {float(t.max())}]"
+            )
         return self.A[step - 1].to(x.dtype) @ x  # (B, P, P) @ (B, P, d)
