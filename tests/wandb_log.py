@@ -59,8 +59,10 @@ def wait_until_complete(run_dir: Path, timeout: float = 60.0) -> None:
         return False
 
     deadline = time.time() + timeout
-    files = list(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
-    while not all(complete(f) for f in files) and time.time() < deadline:
+    while time.time() < deadline:  # (the file itself may not exist yet)
+        files = list(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+        if files and all(complete(f) for f in files):
+            return
         time.sleep(0.5)
 
 
