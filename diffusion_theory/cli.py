@@ -85,7 +85,8 @@ class RunConfig:
 # ----------------------------------------------------------------------------------------
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A run or experiment name as a folder name (also the run folders of ``experiments``)."""
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name).strip("-") or "run"
 
 
@@ -93,9 +94,9 @@ def resolve_run_dir(run: RunConfig, resuming: bool) -> Path:
     """The run folder, identical on every process of a DDP job."""
     if os.environ.get(RUN_DIR_ENV) and os.environ.get("LOCAL_RANK", "0") != "0":
         return Path(os.environ[RUN_DIR_ENV])  # a child process spawned by Lightning's DDP launcher
-    base = Path(run.root) / _safe(run.experiment)
+    base = Path(run.root) / safe_name(run.experiment)
     if run.name:
-        return base / _safe(run.name)
+        return base / safe_name(run.name)
     if resuming:
         runs = sorted(
             (p for p in base.glob("*") if (p / "checkpoints" / "last.ckpt").exists()),
@@ -108,10 +109,10 @@ def resolve_run_dir(run: RunConfig, resuming: bool) -> Path:
             )
         return runs[-1]
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a run started by `wandb agent`
-        return base / _safe(f"sweep-{os.environ['WANDB_RUN_ID']}")
+        return base / safe_name(f"sweep-{os.environ['WANDB_RUN_ID']}")
     for env in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
         if os.environ.get(env) and os.environ[env] != "none":
-            return base / _safe(f"{env.split('_')[0].lower()}-{os.environ[env]}")
+            return base / safe_name(f"{env.split('_')[0].lower()}-{os.environ[env]}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, k = base / stamp, 1
     while path.exists():
@@ -253,7 +254,7 @@ class DiffusionCLI(LightningCLI):
         loggers: list = [RunCSVLogger(str(run_dir))]
         mode = resolve_wandb_mode(run.wandb_mode)
         if mode != "disabled":
-            run_id = _safe(f"{run.experiment}-{run_dir.name}")[:120]
+            run_id = safe_name(f"{run.experiment}-{run_dir.name}")[:120]
             loggers.append(
                 WandbLogger(
                     save_dir=str(run_dir),

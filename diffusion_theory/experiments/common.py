@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 
 from matplotlib.figure import Figure
 
+from diffusion_theory.cli import safe_name
+
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs/ and docs/ live here
 DEFAULT_REPORT = REPO / "docs" / "reproduction.md"
 
@@ -75,7 +77,7 @@ def seed_overrides(keys: list[str], seed: int) -> list[str]:
 
 def seed_key(overrides: list[str], seed: int) -> str:
     """The run folder of ``overrides`` at ``seed``: ``run_key(overrides)`` for seed 0, ``<key>_seed=<s>`` otherwise."""
-    return run_key(overrides) + ("" if seed == 0 else f"_seed={seed}")
+    return safe_name(run_key(overrides) + ("" if seed == 0 else f"_seed={seed}"))  # the folder fit.py makes
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import yaml
 
 from diffusion_theory.experiments.common import Experiment, Report, Run, Seeds, Sweep, fmt_iv, g3, seeds_note
+from diffusion_theory.plotting.bands import band_figure
 
 PAPER_CLAIM = (
     "Paper 1 (MTGM), Sec. 5.2 and Fig. 3: with digit 2 kept at 30 %, its FID stays above the other digits' "
@@ -85,7 +86,6 @@ class MNISTExperiment(Experiment):
         return next(s + 1 for s, v in zip(steps, values) if v <= factor * values[-1])
 
     def fig3_text(self, seeds: Seeds, report: Report, scale: str, first_run_dir: Path) -> str:
-        from diffusion_theory import plotting
         from diffusion_theory.metrics.intervals import paired_difference
 
         minority = int(self.grid.get("minority", 2))
@@ -180,19 +180,18 @@ class MNISTExperiment(Experiment):
                     f"{'reproduced' if learned_later else 'not resolved at this scale'}.",
                     "",
                 ]
-        curves_steps, curves_mean = {}, {}
+        bands = {}
         for c in labels:
             if not all(r.curve(f"val/fid/class_{c}")[1] for r in seeds.runs):
                 continue
-            steps, mean, _, _ = seeds.band(f"val/fid/class_{c}")
             name = f"class {c}" + (" (minority)" if c == minority else "")
-            curves_steps[name], curves_mean[name] = steps, mean
+            bands[name] = seeds.band(f"val/fid/class_{c}")  # (steps, mean, lo, hi)
         link = report.save(
-            plotting.curves_figure(
-                curves_steps,
-                curves_mean,
-                f"Per-class FID, mean over {len(seeds.runs)} seeds (paper 1, Fig. 3)",
+            band_figure(
+                bands,
+                f"Per-class FID, mean and 95 % interval over {len(seeds.runs)} seeds (paper 1, Fig. 3)",
                 ylabel="FID",
+                logy=False,
             ),
             f"mnist_{scale}_fig3_per_class_fid",
         )
