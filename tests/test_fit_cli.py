@@ -90,6 +90,17 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def start_fit(args: list[str]) -> subprocess.Popen:
+    """scripts/fit.py in a child process, as a user starts it (stderr kept for failure messages)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+
+
 def kill_job(proc: subprocess.Popen) -> None:
     """SIGKILL the whole job, as a scheduler kills its cgroup: W&B's service runs in a session of its own."""
     for pid in [proc.pid, *descendants(proc.pid)]:
@@ -154,13 +165,7 @@ def test_resume_after_sigkill_restores_the_exact_training_state(tmp_path):
     extra = ["--model.init_args.ema_decay=0.9", "--trainer.log_every_n_steps=1"]
     total = 40
     args = tiny_mtgm_args(tmp_path, name="killed", max_steps=100000, extra=extra)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=subprocess_env(),
-    )
+    proc = start_fit(args)
     last = tmp_path / "mtgm" / "killed" / "checkpoints" / "last.ckpt"
     step_at_kill = wait_for_checkpoint(last, 20, proc)
     kill_job(proc)
@@ -206,13 +211,7 @@ def test_ddp_rank_killed_then_resumed(tmp_path):
     ]
     total = 40
     args = tiny_mtgm_args(tmp_path, name="ddpkill", max_steps=100000, extra=extra)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts/fit.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=subprocess_env(),
-    )
+    proc = start_fit(args)
     last = tmp_path / "mtgm" / "ddpkill" / "checkpoints" / "last.ckpt"
     step_at_kill = wait_for_checkpoint(last, 20, proc)
     # Lightning's launcher: this process is rank 0, its python children are the other ranks
