@@ -32,12 +32,14 @@ def test_reproduce_gp_smoke_writes_every_section_and_figure(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text()
     assert "<!-- mtgm-intro:start -->\nkept" in text  # other papers' sections are left alone
-    for key in ("intro", "fig4a", "attention", "white", "measures"):
+    for key in ("intro", "fig4a", "schedule", "attention", "white", "measures"):
         assert text.count(f"<!-- gp-{key}:start -->") == 1, key
     assert "| nu = 1 |" in text and "| l = 64 |" in text and "eps decreases as n grows" in text
     assert "white model: corr. with the GP Gamma" in text
     assert "not resolved at this scale (single seed)" in text and "(1 seed)" in text
     assert "| base (l = 64, nu = 2) | 2, 64 |" in text and "fitted nu, l per layer" in text and "frame N-1" in text
+    assert "| ddpm_linear | 0.09" in text and "| uniform | 0.010 |" in text  # share of training at abar > 0.9
+    assert "| exact eps, same sampler and x_T: variance ratio |" in text and "model excess over the exact eps" in text
     for fig in (
         "gp_fig4a_nu",
         "gp_fig4a_l",
@@ -55,6 +57,8 @@ def test_reproduce_gp_smoke_writes_every_section_and_figure(tmp_path):
         "kernel=white",
         "nu=1_length-scale=64_n-train=16",
         "nu=1_length-scale=64_n-train=32",
+        "nu=1_length-scale=64_n-train=32_time-sampling=ddpm-linear",
         "nu=2_length-scale=64_n-train=16",
         "nu=2_length-scale=64_n-train=32",
+        "nu=2_length-scale=64_n-train=32_time-sampling=ddpm-linear",
     ]

@@ -83,7 +83,15 @@ class GPExperiment(Experiment):
     """Paper 2, *Diffusion Transformer Captures Spatial-Temporal Dependencies: A Theory for Gaussian Process Data*."""
 
     name = "gp"
-    studies = ("fig4a", "attention", "white", "measures")
+    studies = ("fig4a", "schedule", "attention", "white", "measures")
+
+    def check(self, scale: str, only: list[str] | None) -> None:
+        super().check(scale, only)
+        if only and "schedule" in only and "schedule" not in self.grid["scales"][scale]:
+            raise ValueError(
+                f"--only schedule: scale {scale} has no `schedule` entry in its grid (the study compares the training "
+                "times of the continuous process; a discrete-DDPM config already trains with the paper's)"
+            )
 
     def reproduce(self, scale: str, only: list[str] | None, sweep: Sweep, report: Report) -> None:
         s = self.grid["scales"][scale]
@@ -110,6 +118,8 @@ class GPExperiment(Experiment):
 
         if want("fig4a"):
             parts["fig4a"] = self.fig4a(s, sweep, report)
+        if want("schedule") and "schedule" in s:
+            parts["schedule"] = self.schedule(s, sweep, report)
 
         gp_run = None
         if want("attention") or want("white"):
@@ -159,24 +169,49 @@ class GPExperiment(Experiment):
             f"--trainer.max_steps={s['sweep_steps']}",
         ]
 
+    @staticmethod
+    def orderings_n(s: dict[str, Any]) -> int:
+        """The n at which every Fig. 4(a) setting trains (the nu and l orderings are read there): the scale's
+        ``orderings_n``, else the largest of ``ns``."""
+        return int(s.get("orderings_n") or max(s["ns"]))
+
+    def fig4a_points(self, s: dict[str, Any], kind_nu_l: tuple[str, float, float], label: float) -> list[int]:
+        """The n values one Fig. 4(a) setting trains at: every n of ``ns`` for the settings in ``n_sweep`` (null: every
+        setting), and ``orderings_n`` for all."""
+        kind, nu, l = kind_nu_l
+        sweep_all = s.get("n_sweep") is None
+        in_sweep = sweep_all or any(abs(nu - a) < 1e-9 and abs(l - b) < 1e-9 for a, b in s["n_sweep"])
+        return sorted(set(int(n) for n in s["ns"]) | {self.orderings_n(s)}) if in_sweep else [self.orderings_n(s)]
+
     def fig4a(self, s: dict[str, Any], sweep: Sweep, report: Report) -> str:
         fixed = self.grid["fig4a"]
         l_fixed, nu_fixed = float(fixed["nu_sweep_length_scale"]), float(fixed["length_scale_sweep_nu"])
         common = self.fig4a_common(s, sweep)
-        ns = list(s["ns"])
-        slope_ns = [n for n in ns if n >= int(s.get("slope_min_n", ns[0]))]
-        table: dict[tuple[str, float], list[Seeds]] = {}  # setting -> one Seeds per n
-        for kind, nu, l, label in self.fig4a_settings(s):
-            for n in ns:
-                table.setdefault((kind, label), []).append(
-                    sweep.fit_seeds(s["config"], "fig4a", fig4a_run(nu, l, n, f"{kind}={label:g}_n={n}"), common)
+        n_ord = self.orderings_n(s)
+        all_ns = sorted(set(int(n) for n in s["ns"]) | {n_ord})
+        slope_min = int(s.get("slope_min_n", all_ns[0]))
+        table: dict[tuple[str, float], dict[int, Seeds]] = {}  # setting -> {n: Seeds}
+        # every setting at orderings_n first (the orderings), then the n sweep of the settings in n_sweep
+        settings = self.fig4a_settings(s)
+        for kind, nu, l, label in settings:
+            table[(kind, label)] = {
+                n_ord: sweep.fit_seeds(
+                    s["config"], "fig4a", fig4a_run(nu, l, n_ord, f"{kind}={label:g}_n={n_ord}"), common
                 )
+            }
+        for kind, nu, l, label in settings:
+            for n in self.fig4a_points(s, (kind, nu, l), label):
+                if n not in table[(kind, label)]:
+                    table[(kind, label)][n] = sweep.fit_seeds(
+                        s["config"], "fig4a", fig4a_run(nu, l, n, f"{kind}={label:g}_n={n}"), common
+                    )
         paths = {}
         for kind, title in (("nu", f"l = {l_fixed:g}, varying nu"), ("l", f"nu = {nu_fixed:g}, varying l")):
             points = {}
-            for (k, label), pts in table.items():
+            for (k, label), by_n in table.items():
                 if k == kind:
-                    ivs = [t_interval(p.finals("val/cov_rel_error")) for p in pts]
+                    ns = sorted(by_n)
+                    ivs = [t_interval(by_n[n].finals("val/cov_rel_error")) for n in ns]
                     points[f"{kind} = {label:.4g}"] = (
                         ns,
                         [i.mean for i in ivs],
@@ -193,47 +228,125 @@ class GPExperiment(Experiment):
             )
             paths[kind] = report.save(fig, f"gp_fig4a_{kind}")
         head = (
-            "| setting | " + " | ".join(f"eps @ n={n}" for n in ns) + f" | slope of log eps vs log n (n >= "
-            f"{slope_ns[0]}) | " + " | ".join(f"Bayes gap @ n={n}" for n in ns) + " |"
+            "| setting | "
+            + " | ".join(f"eps @ n={n}" for n in all_ns)
+            + f" | slope of log eps vs log n (n >= {slope_min}) | rel. squared Frobenius error @ n={n_ord} | "
+            + " | ".join(f"Bayes gap @ n={n}" for n in all_ns)
+            + " |"
         )
-        lines = [head, "|---" * (2 * len(ns) + 2) + "|"]
+        lines = [head, "|---" * (2 * len(all_ns) + 3) + "|"]
         slopes = {}
-        for (kind, label), pts in table.items():
-            xs = [float(n) for n, p in zip(ns, pts) if n in slope_ns for _ in p.runs]
-            ys = [v for n, p in zip(ns, pts) if n in slope_ns for v in p.finals("val/cov_rel_error")]
+        for (kind, label), by_n in table.items():
+            use = [n for n in sorted(by_n) if n >= slope_min]
+            xs = [float(n) for n in use for _ in by_n[n].runs]
+            ys = [v for n in use for v in by_n[n].finals("val/cov_rel_error")]
             sl = log_log_slope(xs, ys) if len(set(xs)) >= 2 else None
             slopes[(kind, label)] = sl
             slope_txt = (
                 "n/a (one n)"
                 if sl is None
-                else (
-                    f"{sl.slope:.3f}"
-                    + (f" [{sl.lo:.3f}, {sl.hi:.3f}]" if sl.lo == sl.lo else " (2 points, no interval)")
-                )
+                else f"{sl.slope:.3f}"
+                + (f" [{sl.lo:.3f}, {sl.hi:.3f}]" if sl.lo == sl.lo else " (2 points, no interval)")
             )
+
+            def cell(n: int, metric: str, f, by_n=by_n) -> str:
+                return fmt_iv(by_n[n].finals(metric), f) if n in by_n else "not run"
+
             lines.append(
                 f"| {kind} = {label:.4g} | "
-                + " | ".join(fmt_iv(p.finals("val/cov_rel_error"), g3) for p in pts)
-                + f" | {slope_txt} | "
-                + " | ".join(fmt_iv(p.finals("val/bayes_gap")) for p in pts)
+                + " | ".join(cell(n, "val/cov_rel_error", g3) for n in all_ns)
+                + f" | {slope_txt} | {cell(n_ord, 'val/cov_error_generated', g3)} | "
+                + " | ".join(cell(n, "val/bayes_gap", fmt) for n in all_ns)
                 + " |"
             )
-        nu_last = [table[("nu", float(nu))][-1].finals("val/cov_rel_error") for nu in s["nus"]]
-        l_last = [table[("l", float(l))][-1].finals("val/cov_rel_error") for l in s["length_scales"]]
-        falling = sum(1 for sl in slopes.values() if sl is not None and sl.hi == sl.hi and sl.hi < 0)
+        nu_ord = [table[("nu", float(nu))][n_ord] for nu in s["nus"]]
+        l_ord = [table[("l", float(l))][n_ord] for l in s["length_scales"]]
+        fitted = [sl for sl in slopes.values() if sl is not None]
+        falling = sum(1 for sl in fitted if sl.hi == sl.hi and sl.hi < 0)
+        rising = sum(1 for sl in fitted if sl.lo == sl.lo and sl.lo > 0)
+
+        def ordering(points: list[Seeds]) -> str:
+            return (
+                f"eps {resolved_trend([p.finals('val/cov_rel_error') for p in points])}; relative squared Frobenius "
+                f"error {resolved_trend([p.finals('val/cov_error_generated') for p in points])}"
+            )
+
         return (
             "### Fig. 4(a): relative error against the number of training sequences\n\n"
             f"![nu]({paths['nu']}) ![l]({paths['l']})\n\n" + "\n".join(lines) + "\n\n"
-            f"{seeds_note(sweep.seeds)} The slope is a least-squares fit of log eps on log n over every (n, seed) with "
-            f"n >= {slope_ns[0]} (smaller n: fewer sequences than a few batches, memorisation), with its 95 % t-interval."
+            f"{seeds_note(sweep.seeds)} Every setting trains at n = {n_ord} (the orderings); "
+            + (
+                "every setting also trains at every n of the sweep"
+                if s.get("n_sweep") is None
+                else "only (nu, l) in "
+                + ", ".join(f"({a:g}, {b:g})" for a, b in s["n_sweep"])
+                + f" also train at n = {', '.join(str(n) for n in all_ns if n != n_ord)} (the slope; 'not run' "
+                "elsewhere: CPU time)"
+            )
+            + f". The slope is a least-squares fit of log eps on log n over every (n, seed) with n >= {slope_min}, "
+            "with its 95 % t-interval. eps divides by the error of one draw of as many true sequences (Appendix F); "
+            "the relative squared Frobenius error ||Gamma_hat (x) Sigma_hat - Gamma (x) Sigma||_F^2 / ||Gamma (x) "
+            "Sigma||_F^2 is its numerator alone, comparable across settings whose denominators differ."
             "\n\n| paper's claim | what we measured |\n|---|---|\n"
-            f"| eps decreases as n grows | slope interval entirely below 0 for {falling} of {len(slopes)} settings |\n"
-            f"| larger nu is better (l = {l_fixed:g}) | eps at n = {ns[-1]} along nu = "
+            f"| eps decreases as n grows | slope interval entirely below 0 for {falling} of {len(fitted)} settings with "
+            f"a slope, entirely above 0 for {rising} |\n"
+            f"| larger nu is better (l = {l_fixed:g}) | at n = {n_ord} along nu = "
             + ", ".join(f"{nu:.3g}" for nu in s["nus"])
-            + f": {resolved_trend(nu_last)} in nu |\n"
-            f"| smaller l is better (nu = {nu_fixed:g}) | eps at n = {ns[-1]} along l = "
+            + f": {ordering(nu_ord)} in nu |\n"
+            f"| smaller l is better (nu = {nu_fixed:g}) | at n = {n_ord} along l = "
             + ", ".join(f"{l:g}" for l in s["length_scales"])
-            + f": {resolved_trend(l_last)} in l |"
+            + f": {ordering(l_ord)} in l |"
+        )
+
+    # -- the nu ordering under the paper's noise-level weighting -----------------------------------------------
+    def schedule(self, s: dict[str, Any], sweep: Sweep, report: Report) -> str:
+        """Fig. 4(a)'s nu ordering trained with t ~ Unif[t0, T] and with the noise levels of the paper's 1000-step
+        linear-beta DDPM (``ContinuousVPSchedule(time_sampling="ddpm_linear")``), all else equal."""
+        from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
+        from diffusion_theory.metrics.intervals import paired_difference
+
+        study = s["schedule"]
+        l_fixed = float(self.grid["fig4a"]["nu_sweep_length_scale"])
+        n_ord = self.orderings_n(s)
+        common = self.fig4a_common(s, sweep)
+        nus = [float(nu) for nu in study["nus"]]
+        key = "--model.init_args.schedule.init_args.time_sampling"
+        results: dict[tuple[str, float], Seeds] = {}
+        for ts in sorted(study["time_samplings"], key=lambda x: x == "uniform"):  # new runs first, shared ones last
+            for nu in nus:
+                run = fig4a_run(nu, l_fixed, n_ord, f"{ts}_nu={nu:g}")
+                if ts != "uniform":
+                    run.overrides.append(f"{key}={ts}")
+                results[(ts, nu)] = sweep.fit_seeds(s["config"], "schedule", run, common)
+        rows = []
+        for ts in study["time_samplings"]:
+            share = ContinuousVPSchedule(time_sampling=ts).fraction_above(0.9)
+            eps = [results[(ts, nu)].finals("val/cov_rel_error") for nu in nus]
+            frob = [results[(ts, nu)].finals("val/cov_error_generated") for nu in nus]
+            diff = paired_difference(eps[0], eps[-1])
+            rows.append(
+                f"| {ts} | {share:.3f} | "
+                + " | ".join(fmt_iv(e, g3) for e in eps)
+                + f" | {diff.format(g3)} | {resolved_trend(eps)} | {resolved_trend(frob)} | "
+                + " | ".join(fmt_iv(results[(ts, nu)].finals("val/bayes_gap")) for nu in nus)
+                + " |"
+            )
+        return (
+            "### Fig. 4(a)'s nu ordering under the paper's noise-level weighting\n\n"
+            f"The same runs as Fig. 4(a) (l = {l_fixed:g}, n = {n_ord}), trained with t ~ Unif[t0, T] (`uniform`, "
+            "paper 2 (GP) eq. (6), our default) or with the noise levels of the paper's 1000-step DDPM with beta linear "
+            "from 1e-4 to 0.02 (`ddpm_linear`: t = 0.1 u + 9.95 u^2, u uniform, the continuous limit of its "
+            "-log abar; `ContinuousVPSchedule.time_sampling`); nothing else changes (sampler, evaluation, steps). "
+            f"{seeds_note(sweep.seeds)}\n\n"
+            "| training times | share with abar > 0.9 | "
+            + " | ".join(f"eps, nu = {nu:g}" for nu in nus)
+            + f" | eps(nu = {nus[-1]:g}) - eps(nu = {nus[0]:g}), paired | eps along nu | rel. sq. Frobenius error "
+            "along nu | "
+            + " | ".join(f"Bayes gap, nu = {nu:g}" for nu in nus)
+            + " |\n|---"
+            + "|---" * (2 * len(nus) + 4)
+            + "|\n"
+            + "\n".join(rows)
         )
 
     # -- measures from the checkpoints (no training) ---------------------------------------------------------
@@ -255,7 +368,7 @@ class GPExperiment(Experiment):
                 ),
             ),
         ]
-        n_last = s["ns"][-1]
+        n_last = self.orderings_n(s)
         for kind, nu, l, label in self.fig4a_settings(s):
             targets.append(
                 (
@@ -303,6 +416,7 @@ class GPExperiment(Experiment):
                 )
                 + " |"
             )
+        boundary = self.boundary(targets[0][1], m, s["generation"], sweep)
         return (
             "### Paper 2 measures that discriminate (from the checkpoints, no training)\n\n"
             f"Per run: the layer-wise fit of a exp(-\\|i - j\\|^nu / l) + b to the score matrices averaged over heads and "
@@ -316,6 +430,53 @@ class GPExperiment(Experiment):
             "Per-frame variance of the generated sequences over the truth Gamma_ii tr Sigma (1 = exact):\n\n"
             "| run | frame 1 | frame 2 | middle frame | frame N-1 | frame N |\n|---|---|---|---|---|---|\n"
             + "\n".join(var_rows)
+            + "\n\n"
+            + boundary
+        )
+
+    @staticmethod
+    def boundary(base: Seeds, m: dict[str, Any], generation: dict[str, Any], sweep: Sweep) -> str:
+        """Where the base run's first/last-frame excess variance comes from (``experiments.gp_boundary``)."""
+        from diffusion_theory.experiments.gp_boundary import measure_boundary
+
+        n = int(m.get("boundary_samples", m["n_generated"]))
+        per_seed = [measure_boundary(sweep.run_dir(r), n, generation, seed=r.seed) for r in base.runs]
+        N = len(per_seed[0].sampler_ratio)
+        frames = (0, 1, N // 2, N - 2, N - 1)
+        f3 = lambda x: f"{x:.3f}"  # noqa: E731
+
+        def row(name: str, get) -> str:
+            return f"| {name} | " + " | ".join(fmt_iv([get(ms)[i] for ms in per_seed], f3) for i in frames) + " |"
+
+        rows = [
+            row("exact eps, same sampler and x_T: variance ratio", lambda ms: ms.sampler_ratio),
+            row("trained model: variance ratio", lambda ms: ms.model_ratio),
+        ]
+        for k, (t_a, t_b) in enumerate(per_seed[0].bin_times):
+            rows.append(
+                row(
+                    f"model excess over the exact eps, t in [{t_a:.3g}, {t_b:.3g}]",
+                    lambda ms, k=k: ms.denoiser_excess[k],
+                )
+            )
+
+        def edge_over_middle(ms, k: int) -> float:
+            e = ms.denoiser_excess[k]
+            return 0.5 * (e[0] + e[-1]) / e[N // 2]
+
+        ratios = "; ".join(
+            f"t in [{a:.3g}, {b:.3g}]: {fmt_iv([edge_over_middle(ms, k) for ms in per_seed], lambda x: f'{x:.2f}')}"
+            for k, (a, b) in enumerate(per_seed[0].bin_times)
+        )
+        return (
+            "Where the base run's excess variance at the first and last frames comes from "
+            f"(`diffusion_theory/experiments/gp_boundary.py`, {n} sequences per sampler from one shared x_T per seed; "
+            "the denoiser excess is E ||eps_hat_i - E[E_i | X^t]||^2 / d per frame on the evaluation set, in equal "
+            "bins of the evaluation times, clean end first):\n\n"
+            "| measure | frame 1 | frame 2 | middle frame | frame N-1 | frame N |\n|---|---|---|---|---|---|\n"
+            + "\n".join(rows)
+            + f"\n\nDenoiser excess of the first and last frames over the middle frame's (mean of the two ends / "
+            f"middle): {ratios}. {seeds_note(len(per_seed))}"
         )
 
     # -- Fig. 1, 4(b), 10, 11, 5, 12 --------------------------------------------------------------------
