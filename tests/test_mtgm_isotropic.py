@@ -140,3 +140,25 @@ def test_prop2_bayes_minus_oracle_does_not_fall_with_P_but_falls_with_d():
     assert p64.difference.lo > 0 and p1024.difference.lo > 0
     assert p1024.difference.lo <= p64.difference.hi and p64.difference.lo <= p1024.difference.hi  # overlap
     assert d256.difference.hi < min(p64.difference.lo, p1024.difference.lo)
+
+
+def test_trained_gap_is_eq1_of_the_checkpoint_on_the_same_draw(tmp_path):
+    """The trained side of the symmetric-family table: eq. (1) written out by hand (v_t (x_p - sum_j softmax_j(x_j^T W
+    x_p / d) x_j)) with the checkpoint's W and v_t, on the family's own noisy draw, minus R_Bayes of that draw."""
+    from conftest import tiny_mtgm_args
+
+    from diffusion_theory.cli import DiffusionCLI
+    from diffusion_theory.experiments.mtgm_symmetric import trained_gap
+    from diffusion_theory.models.diffusion_module import DiffusionModule
+
+    DiffusionCLI(args=tiny_mtgm_args(tmp_path, max_steps=20, extra=["--run.wandb_mode=disabled"]))
+    ckpt = tmp_path / "mtgm" / "tiny" / "checkpoints" / "last.ckpt"
+    draw = evaluation_draw(8, 16, n_eval=2)
+    net = DiffusionModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).network
+    W, v = net.W.detach().double(), net.v.detach().double()  # (d, d), (T,)
+    assert W.abs().max() > 0  # trained away from W(0) = 0: the attention is not uniform
+    losses = []
+    for x, e, t in zip(draw.x_t.double(), draw.noise.double(), draw.t):  # (P, d), (P, d), step 1..T
+        attn = torch.softmax((x @ W.T) @ x.T / 8, dim=-1)  # [p, j] = softmax_j(x_j^T W x_p / d)
+        losses.append(0.5 * (e - v[int(t) - 1] * (x - attn @ x)).pow(2).mean().item())
+    assert trained_gap(draw, ckpt, chunk=7) == pytest.approx(sum(losses) / len(losses) - draw.bayes, rel=1e-4, abs=1e-6)

@@ -15,6 +15,7 @@ Proj) is e = b = 0. With v_t fitted by least squares at each step, min over (c, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -101,3 +102,19 @@ def optimise_symmetric(
     )
     best = min(cache, key=cache.get)
     return SymmetricOptimum(*best, gap=cache[best], start_gap=f(start), evaluations=len(cache))
+
+
+def trained_gap(draw: EvaluationDraw, checkpoint: Path, chunk: int = 200) -> float:
+    """Loss of a trained checkpoint's network (paper 1 (MTGM) eq. (1)) on ``draw``, minus R_Bayes on it: the same
+    noisy inputs as ``symmetric_gap``, so trained and family gaps are paired."""
+    from diffusion_theory.models.diffusion_module import DiffusionModule
+
+    module = DiffusionModule.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+    with torch.no_grad():
+        eps_hat = torch.cat(
+            [
+                module.denoise(draw.x_t[i : i + chunk], draw.t[i : i + chunk], network=module.inference_network)
+                for i in range(0, draw.x_t.shape[0], chunk)
+            ]
+        )  # (n T, P, d)
+    return module.loss_scale * (draw.noise - eps_hat).pow(2).mean().item() - draw.bayes
