@@ -6,6 +6,7 @@ errorbar_figure   label -> (x, mean, lo, hi): points with asymmetric error bars 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
@@ -34,7 +35,7 @@ def band_figure(
             ax.fill_between(xs, los, his, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 72), fontsize=10)  # long titles wrap instead of leaving the figure
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
@@ -60,7 +61,7 @@ def errorbar_figure(
         ax.errorbar(x, mean, yerr=[low, high], marker="o", ms=4, capsize=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 72), fontsize=10)  # long titles wrap instead of leaving the figure
     if logx:
         ax.set_xscale("log")
     if logy:
