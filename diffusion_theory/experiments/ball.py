@@ -133,5 +133,8 @@ class BallExperiment(Experiment):
             f"| generated videos satisfy the bouncing-back mechanism (Fig. 13) | reflections correct "
             f"{gen['reflection_ok']:.2f} vs {real['reflection_ok']:.2f} ({'close' if refl_ok else 'not close'}), "
             f"{gen['bounces_per_video']:.2f} vs {real['bounces_per_video']:.2f} bounces per video; centre out of "
-            f"its box by {g3(gen['out_of_box'])} px on average (real {g3(real['out_of_box'])}) |"
+            f"its box by {g3(gen['out_of_box'])} px on average (real {g3(real['out_of_box'])}) |\n\n"
+            "One VAE run and one DiT run (seed 0; this study does not run seeds): no number here has an interval, and "
+            "'close' / 'not close' compare one model's generated videos with the real ones, not seeds; whether another "
+            "seed's model would close the gaps is not measured."
         )
