@@ -106,3 +106,49 @@ def test_expected_denominator_eps_is_the_appendix_f_numerator_over_the_mean_deno
     assert (sum(nums) / 60) / (sum(ref.denominators) / 60) == pytest.approx(1.0, abs=0.3)
     with pytest.raises(ValueError, match="same n|generated shape"):
         expected_denominator_eps(gen, [gen[:10]], gp.gamma, gp.sigma)
+
+
+# ---- where the boundary-frame excess variance comes from (experiments.gp_boundary) -----------------------------
+
+
+class ExactModule:
+    """A stand-in for a trained DiffusionModule whose noise prediction is the exact E[E | X^t] (paper 2 (GP) eq. (2))
+    plus ``boundary_error`` on the first and last frames: the denoiser the boundary measures should recognise."""
+
+    def __init__(self, dm, boundary_error: float = 0.0):
+        from diffusion_theory.diffusion.continuous import ContinuousVPSchedule
+
+        self.dm, self.schedule, self.boundary_error = (
+            dm,
+            ContinuousVPSchedule(T=10.0, t0=1e-3, n_eval_times=6),
+            boundary_error,
+        )
+        self.inference_network = None
+
+    def denoise(self, x_t, t, network=None):
+        eps = self.dm.dist.eps_posterior_mean(x_t.double(), self.schedule.alpha_bar(t).double()).to(x_t.dtype)
+        eps[:, [0, -1]] += self.boundary_error
+        return eps
+
+
+def test_boundary_measures_of_the_exact_denoiser_and_of_one_wrong_at_the_ends():
+    from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
+    from diffusion_theory.experiments.gp_boundary import boundary_measures
+
+    dm = GaussianProcessDataModule(N=8, d=2, length_scale=4.0, nu=1.5, n_eval=16)
+    ode = {"sampler": "ode", "n_steps": 40, "sampler_options": {"spacing": "log"}}
+    exact = boundary_measures(ExactModule(dm), dm, 4000, ode, n_time_bins=2)
+    # the exact denoiser: the model's samples are the sampler's (same x_T, same function), with variance ratio 1 up to
+    # sampling noise (4000 samples of 2 coordinates: standard error ~ 1.6 %) at every frame, and zero excess
+    assert exact.model_ratio == pytest.approx(exact.sampler_ratio, abs=1e-5)
+    assert all(abs(r - 1) < 0.08 for r in exact.sampler_ratio)
+    assert all(e < 1e-10 for row in exact.denoiser_excess for e in row)
+    assert len(exact.bin_times) == 2 and exact.bin_times[0][0] == pytest.approx(1e-3)
+    # wrong by 0.1 on every coordinate of the two end frames: excess exactly 0.01 there, 0 elsewhere
+    wrong = boundary_measures(ExactModule(dm, boundary_error=0.1), dm, 500, ode, n_time_bins=2)
+    for row in wrong.denoiser_excess:
+        assert row[0] == pytest.approx(0.01, rel=1e-4) and row[-1] == pytest.approx(0.01, rel=1e-4)
+        assert max(row[1:-1]) < 1e-10
+    assert wrong.sampler_ratio == pytest.approx(
+        boundary_measures(ExactModule(dm), dm, 500, ode, n_time_bins=2).sampler_ratio
+    )

@@ -48,29 +48,39 @@ def denoiser_excess_per_frame(eps_hat: torch.Tensor, eps_exact: torch.Tensor) ->
 def measure_boundary(
     run_dir: Path, n_generated: int, generation: dict[str, Any], n_time_bins: int = 3, seed: int = 0
 ) -> BoundaryMeasures:
-    """The three measures of the module docstring for the run in ``run_dir`` (``config.yaml`` + last.ckpt);
-    ``generation``: sampler (``ode`` or ``sde``), n_steps, sampler_options as in configs/sweeps/gp.yaml."""
+    """``boundary_measures`` of the run in ``run_dir`` (``config.yaml`` + ``checkpoints/last.ckpt``)."""
     import yaml
 
     from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
-    from diffusion_theory.diffusion.samplers import SAMPLERS, resolve_sampler
     from diffusion_theory.models.diffusion_module import DiffusionModule
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    dm = GaussianProcessDataModule(**dict(cfg["data"]["init_args"]))
+    module = DiffusionModule.load_from_checkpoint(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    ).eval()
+    return boundary_measures(module, dm, n_generated, generation, n_time_bins, seed)
+
+
+def boundary_measures(
+    module: Any, dm: Any, n_generated: int, generation: dict[str, Any], n_time_bins: int = 3, seed: int = 0
+) -> BoundaryMeasures:
+    """The three measures of the module docstring for ``module`` (anything with ``schedule``, ``denoise(x_t, t,
+    network=...)`` and ``inference_network``, e.g. a ``DiffusionModule``) trained on the Gaussian-process data of
+    ``dm`` (a ``GaussianProcessDataModule``); ``generation``: sampler (``ode`` or ``sde``), n_steps,
+    sampler_options as in configs/sweeps/gp.yaml."""
+    from diffusion_theory.diffusion.samplers import SAMPLERS, resolve_sampler
 
     if n_generated < 2:
         raise ValueError(f"gp boundary: n_generated must be >= 2; got {n_generated}")
     if n_time_bins < 1:
         raise ValueError(f"gp boundary: n_time_bins must be >= 1; got {n_time_bins}")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    data_args = dict(cfg["data"]["init_args"])
-    dm = GaussianProcessDataModule(**data_args)
     gamma, sigma = dm.dist.gamma, dm.dist.sigma  # (N, N), (d, d)
-    module = DiffusionModule.load_from_checkpoint(
-        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
-    ).eval()
     schedule = module.schedule
     name = resolve_sampler(generation.get("sampler", "auto"), bool(schedule.discrete))
     options = dict(generation.get("sampler_options") or {})
     N, d = dm.sample_shape
+    mean = float(dm.hparams.get("mean", 0.0))
 
     def exact_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dm.dist.eps_posterior_mean(x_t.double(), schedule.alpha_bar(t).to(torch.float64)).to(x_t.dtype)
@@ -91,7 +101,7 @@ def measure_boundary(
                 x_T=x_T.clone(),
                 **options,
             )
-            ratios.append(per_frame_variance_ratio(x, gamma, sigma, mean=float(data_args.get("mean", 0.0))))
+            ratios.append(per_frame_variance_ratio(x, gamma, sigma, mean=mean))
 
         x0 = dm.evaluation_set["x0"]  # (n_eval, N, d)
         times = schedule.eval_times()  # (n_t,) ascending
@@ -106,10 +116,10 @@ def measure_boundary(
                 denoiser_excess_per_frame(model_fn(x_t, tt), dm.dist.eps_posterior_mean(x_t.double(), abar))
             )
     excess = torch.stack(per_time)  # (n_t, N)
-    bins = torch.tensor_split(torch.arange(len(times)), n_time_bins)
+    bins = [b for b in torch.tensor_split(torch.arange(len(times)), n_time_bins) if len(b)]
     return BoundaryMeasures(
         ratios[0].tolist(),
         ratios[1].tolist(),
-        [excess[b].mean(0).tolist() for b in bins if len(b)],
-        [(float(times[b[0]]), float(times[b[-1]])) for b in bins if len(b)],
+        [excess[b].mean(0).tolist() for b in bins],
+        [(float(times[b[0]]), float(times[b[-1]])) for b in bins],
     )
