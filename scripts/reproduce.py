@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only",
         action="append",
-        help="studies to run (mtgm: fig2a fig2b fig2c fig2d fig4 gap; gp: fig4a attention white)",
+        help="studies to run (mtgm: fig2a fig2b fig2c fig2d fig4 gap fig2b_gd fig2c_gd fig2d_gd prop2 symmetric; "
+        "gp: fig4a schedule attention white measures; mnist: fig3; ball: videos)",
     )
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "reproduce")
     parser.add_argument("--wandb", action="store_true")

@@ -55,7 +55,7 @@ def test_reproduce_rejects_an_unknown_scale_or_study_before_any_run(tmp_path):
         ("reproduce.py", ["mtgm", "--scale", "huge"], "--scale: mtgm has scales cpu, paper, smoke"),
         ("reproduce.py", ["mtgm", "--only", "fig9"], "--only: mtgm has studies fig2a"),
         ("reproduce.py", ["mtgm", "--seeds", "0"], "--seeds: at least 1 seed"),
-        ("reproduce_gp.py", ["--only", "fig2b"], "--only: gp has studies fig4a, attention, white"),
+        ("reproduce_gp.py", ["--only", "fig2b"], "--only: gp has studies fig4a, schedule, attention, white, measures"),
     ):
         res = subprocess.run(
             [
