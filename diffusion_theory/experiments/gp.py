@@ -261,7 +261,12 @@ class GPExperiment(Experiment):
             )
         nu_ord = [table[("nu", float(nu))][n_ord] for nu in s["nus"]]
         l_ord = [table[("l", float(l))][n_ord] for l in s["length_scales"]]
-        fitted = [sl for sl in slopes.values() if sl is not None]
+        # one slope per distinct run set (nu = 2 at l = 64 is in both sweeps)
+        distinct = {
+            tuple(str(sweep.run_dir(r)) for n in sorted(by_n) for r in by_n[n].runs): slopes[key]
+            for key, by_n in table.items()
+        }
+        fitted = [sl for sl in distinct.values() if sl is not None]
         falling = sum(1 for sl in fitted if sl.hi == sl.hi and sl.hi < 0)
         rising = sum(1 for sl in fitted if sl.lo == sl.lo and sl.lo > 0)
 
