@@ -51,3 +51,15 @@ def test_importing_callbacks_and_plotting_keeps_the_callers_backend():
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().lower() == "svg"
+
+
+def test_errorbar_series_at_one_x_are_dodged_and_nonpositive_lows_clipped_on_log_axes():
+    from diffusion_theory.plotting.bands import errorbar_figure
+
+    fig = errorbar_figure(
+        {"a": ([3200], [1.4], [-0.2], [3.0]), "b": ([3200], [2.9], [1.5], [4.3])}, "t", "eps", "n", logx=True, logy=True
+    )
+    ax = fig.axes[0]
+    xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
+    assert len(xs) == 2 and xs[0] < 3200 < xs[1] and xs[1] / xs[0] < 1.1  # dodged by a few percent
+    assert ax.get_ylim()[0] > 0  # a log axis: the negative lower bound was clipped, not plotted

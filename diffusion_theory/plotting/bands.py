@@ -52,13 +52,20 @@ def errorbar_figure(
     logx: bool = False,
     logy: bool = False,
 ) -> Figure:
-    """One series per label: (x, mean, lo, hi) drawn as points with error bars from lo to hi (none where nan)."""
+    """One series per label: (x, mean, lo, hi) drawn as points with error bars from lo to hi (none where nan).
+    Series are dodged sideways by a few percent of x (on a log x axis: a factor) so bars at the same x stay apart;
+    on a log y axis a bar whose lo is not positive is drawn down to the axis' bottom."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()
-    for label, (x, mean, lo, hi) in points.items():
+    k = len(points)
+    floor = min((m for _, mean, _, _ in points.values() for m in mean if m > 0), default=1.0) / 10
+    for i, (label, (x, mean, lo, hi)) in enumerate(points.items()):
+        shift = 0.04 * (i - (k - 1) / 2)
+        xs = [v * (1 + shift) if logx else v + shift * (max(x) - min(x) or 1.0) for v in x]
+        lo = [max(v, floor) if logy and v == v else v for v in lo]
         low = [m - v if v == v else 0.0 for m, v in zip(mean, lo)]
         high = [v - m if v == v else 0.0 for m, v in zip(mean, hi)]
-        ax.errorbar(x, mean, yerr=[low, high], marker="o", ms=4, capsize=3, label=label)
+        ax.errorbar(xs, mean, yerr=[low, high], marker="o", ms=4, capsize=3, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(textwrap.fill(title, 72), fontsize=10)  # long titles wrap instead of leaving the figure
