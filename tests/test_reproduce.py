@@ -74,3 +74,42 @@ def test_reproduce_rejects_an_unknown_scale_or_study_before_any_run(tmp_path):
         )
         assert res.returncode == 2 and message in res.stderr, res.stderr[-2000:]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_reproduce_mtgm_gd_and_symmetric_studies_write_their_sections(tmp_path):
+    """The plain-GD study (steps to thresholds, excess at fixed steps, orderings over seeds) and the symmetric family
+    (no training) at the smoke scale, 2 seeds."""
+    report = tmp_path / "docs" / "reproduction.md"
+    report.parent.mkdir()
+    report.write_text("# Reproduction report\n")
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts/reproduce.py"),
+        "mtgm",
+        "--scale",
+        "smoke",
+        "--only",
+        "fig2d_gd",
+        "--only",
+        "symmetric",
+        "--seeds",
+        "2",
+        "--root",
+        str(tmp_path / "runs"),
+        "--report",
+        str(report),
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = report.read_text()
+    gd = text[text.index("<!-- mtgm-fig2d_gd:start -->") : text.index("<!-- mtgm-fig2d_gd:end -->")]
+    assert "| steps to 0.45 | steps to 0.4 | steps to 0.35 | excess / R_oracle @ 5 |" in gd
+    for mode in ("first", "uniform", "last"):
+        assert f"| {mode} |" in gd
+        assert (
+            tmp_path / "runs" / "smoke" / "gd" / ("base" if mode == "uniform" else f"time-sampling={mode}")
+        ).is_dir()
+    assert "counts as 25 steps (a lower bound" in gd and "excess / R_oracle at step 20" in gd
+    assert (tmp_path / "docs" / "figures" / "mtgm_fig2d_gd.png").stat().st_size > 1000
+    sym = text[text.index("<!-- mtgm-symmetric:start -->") : text.index("<!-- mtgm-symmetric:end -->")]
+    assert "| 8 | 16 | 3 |" in sym and "trained - family" in sym
