@@ -104,7 +104,8 @@ class GPExperiment(Experiment):
             + (
                 "CPU scale, not the paper's: N = 32 frames (paper 128), d = 8, a 4-block DiT (paper 12) with tokens "
                 "[z; e] of 16 + 16, AdamW 2e-3, batch 64, EMA 0.995, the continuous process of Sec. 2 (T = 10, "
-                "t0 = 1e-3); eps is measured on 500 generated sequences (paper: 1000) drawn with the probability-flow "
+                "t0 = 1e-3) trained with t ~ Unif[t0, T] (the paper trains a 1000-step DDPM; the `schedule` study "
+                "below trains with its noise levels instead); eps is measured on 500 generated sequences (paper: 1000) drawn with the probability-flow "
                 "ODE (Heun, 50 log-spaced steps; with the exact score this gives eps ~ 1, like 1000 reverse-SDE "
                 f"steps), and the Fig. 4(a) runs train {s['sweep_steps']} steps for n in "
                 f"{{{', '.join(map(str, s['ns']))}}} (paper: to convergence, n in {{10^3 .. 10^5}})."
