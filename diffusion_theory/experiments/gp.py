@@ -333,10 +333,22 @@ class GPExperiment(Experiment):
             rows.append(
                 f"| {ts} | {share:.3f} | "
                 + " | ".join(fmt_iv(e, g3) for e in eps)
-                + f" | {diff.format(g3)} | {resolved_trend(eps)} | {resolved_trend(frob)} | "
+                + f" | {diff.format(g3)} | {resolved_trend(eps)} | "
+                + " | ".join(fmt_iv(f, g3) for f in frob)
+                + f" | {resolved_trend(frob)} | "
                 + " | ".join(fmt_iv(results[(ts, nu)].finals("val/bayes_gap")) for nu in nus)
                 + " |"
             )
+        base_ts = study["time_samplings"][0]
+        cross = []
+        for ts in study["time_samplings"][1:]:
+            for nu in nus:
+                cells = []
+                for metric in ("val/bayes_gap", "val/cov_error_generated", "val/cov_rel_error"):
+                    d = paired_difference(results[(base_ts, nu)].finals(metric), results[(ts, nu)].finals(metric))
+                    verdict = "lower" if d.hi < 0 else "higher" if d.lo > 0 else "not resolved"
+                    cells.append(f"{d.format(g3)} ({verdict})")
+                cross.append(f"| {ts} - {base_ts}, nu = {nu:g} | " + " | ".join(cells) + " |")
         return (
             "### Fig. 4(a)'s nu ordering under the paper's noise-level weighting\n\n"
             f"The same runs as Fig. 4(a) (l = {l_fixed:g}, n = {n_ord}), trained with t ~ Unif[t0, T] (`uniform`, "
@@ -346,13 +358,16 @@ class GPExperiment(Experiment):
             f"{seeds_note(sweep.seeds)}\n\n"
             "| training times | share with abar > 0.9 | "
             + " | ".join(f"eps, nu = {nu:g}" for nu in nus)
-            + f" | eps(nu = {nus[-1]:g}) - eps(nu = {nus[0]:g}), paired | eps along nu | rel. sq. Frobenius error "
-            "along nu | "
+            + f" | eps(nu = {nus[-1]:g}) - eps(nu = {nus[0]:g}), paired | eps along nu | "
+            + " | ".join(f"rel. sq. Frobenius error, nu = {nu:g}" for nu in nus)
+            + " | the same along nu | "
             + " | ".join(f"Bayes gap, nu = {nu:g}" for nu in nus)
             + " |\n|---"
-            + "|---" * (2 * len(nus) + 4)
+            + "|---" * (3 * len(nus) + 4)
             + "|\n"
             + "\n".join(rows)
+            + "\n\nThe change from one training-time distribution to the other, paired over seeds:\n\n"
+            "| change | held-out Bayes gap | rel. sq. Frobenius error | eps |\n|---|---|---|---|\n" + "\n".join(cross)
         )
 
     # -- measures from the checkpoints (no training) ---------------------------------------------------------
