@@ -356,9 +356,20 @@ class MTGMExperiment(Experiment):
             for i, p in enumerate(points)
         ]
         censored = max_steps + every  # a seed that never reached a threshold: at least this many steps
+
+        def pairs(series: list[list[float]]) -> str:
+            """The verdict of each neighbouring pair of the sweep (paired t-test over seeds)."""
+            from diffusion_theory.metrics.intervals import order
+
+            return ", ".join(
+                f"{a.name} {order(x, y, paired=True) or '~'} {b.name}"
+                for a, b, x, y in zip(points, points[1:], series, series[1:])
+            )
+
         claims = [
-            claim([[float(censored if v is None else v) for v in vs] for vs in to_reach[th]], f"steps to {th:g}")
+            claim(series, f"steps to {th:g}") + f" (pairs: {pairs(series)}; '~' = not resolved)"
             for th in thresholds
+            for series in [[[float(censored if v is None else v) for v in vs] for vs in to_reach[th]]]
         ] + [
             claim([p.values(lambda r, s=s: normalised_at(r, s)) for p in points], f"excess / R_oracle at step {s}")
             for s in (every, max_steps)
