@@ -12,6 +12,7 @@ import abc
 import csv
 import re
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -125,7 +126,11 @@ class Sweep:
                 *seed_overrides(self.seed_keys, run.seed),
             ]
             print(f"[reproduce] {study}/{run.name} seed {run.seed} -> {run_dir}", flush=True)
-            DiffusionCLI(args=args)
+            argv, sys.argv = sys.argv, sys.argv[:1]  # the run is defined by `args` alone (LightningCLI warns otherwise)
+            try:
+                DiffusionCLI(args=args)
+            finally:
+                sys.argv = argv
         run.metrics = read_metrics(run_dir)
         return run
 
