@@ -49,17 +49,21 @@ def test_mtgm_attention_is_mean_denoising_exactly_when_k_is_1(tmp_path):
     assert last_value(k4, "val/output_scale_error") < 0.05
 
 
+@pytest.fixture(scope="module")
+def gp_base(tmp_path_factory) -> tuple[Path, list[dict[str, str]]]:
+    """configs/gp.yaml as shipped, trained once for the paper-2 claims below: (run folder, metrics rows)."""
+    root = tmp_path_factory.mktemp("gp_base")
+    return root / "claims" / "gp", fit(root, "configs/gp.yaml", "gp")
+
+
 @pytest.mark.slow
-def test_gp_boundary_excess_is_the_denoiser_not_the_sampler(tmp_path):
+def test_gp_boundary_excess_is_the_denoiser_not_the_sampler(gp_base):
     """Paper 2 Fig. 1 (report: paper 2 measures). The base run's generated first and last frames vary ~25 % more
-    than Gamma_ii tr Sigma; the same sampler with the exact score from the same x_T gives ratios within 0.05 of 1
+    than Gamma_ii tr Sigma; the same sampler with the exact score from the same x_T gives ratios within 0.08 of 1
     at every frame, and the model's denoising excess at t >= 0.06 is several times larger at the two end frames."""
     from diffusion_theory.experiments.gp_boundary import measure_boundary
 
-    fit(tmp_path, "configs/gp.yaml", "gp")
-    m = measure_boundary(
-        tmp_path / "claims" / "gp", 2000, {"sampler": "ode", "n_steps": 50, "sampler_options": {"spacing": "log"}}
-    )
+    m = measure_boundary(gp_base[0], 2000, {"sampler": "ode", "n_steps": 50, "sampler_options": {"spacing": "log"}})
     N = len(m.model_ratio)
     assert all(abs(r - 1) < 0.08 for r in m.sampler_ratio)
     for end in (0, N - 1):
@@ -70,11 +74,11 @@ def test_gp_boundary_excess_is_the_denoiser_not_the_sampler(tmp_path):
 
 
 @pytest.mark.slow
-def test_gp_attention_follows_gamma_only_when_the_data_has_it(tmp_path):
+def test_gp_attention_follows_gamma_only_when_the_data_has_it(gp_base, tmp_path):
     """Paper 2 Fig. 5/12 and the white-noise control (report: the reviewer's control). The GP model's best layer
     correlates with Gamma far more than a model trained on Gamma = I data correlates with the same kernel (measured
     0.948 against 0.217), and Q_e^T K_e dominates only in the GP model (share 0.73 against 0.23)."""
-    gp = fit(tmp_path, "configs/gp.yaml", "gp")
+    gp = gp_base[1]
     white = fit(tmp_path, ["configs/gp.yaml", "configs/gp_white.yaml"], "white")
     assert last_value(gp, "val/attn_gamma_corr") > last_value(white, "val/attn_ref_corr") + 0.4
     assert last_value(gp, "val/qk_ee_share") > 0.5 > last_value(white, "val/qk_ee_share")
