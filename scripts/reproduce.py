@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Re-run a paper's experiments and write its sections of docs/reproduction.md.
 
-    python scripts/reproduce.py mtgm                  # paper 1, Fig. 2A-E, Fig. 4, at CPU scale (10 runs, ~30 min on 2 idle cores)
+    python scripts/reproduce.py mtgm                  # paper 1 at CPU scale, 3 seeds: 54 runs, ~2 h on one core
     python scripts/reproduce.py mtgm --scale paper    # the paper's step counts and evaluation size (GPU)
     python scripts/reproduce.py mtgm --only fig2b     # one study
-    python scripts/reproduce.py gp                    # paper 2, Fig. 4(a), 1, 4(b), 5, 10-12 and the control (~1.5 h)
+    python scripts/reproduce.py gp                    # paper 2 at CPU scale, 3 seeds: 33 runs, ~1 h 50 min on one core
     python scripts/reproduce.py mtgm --seeds 5        # 5 seeds per sweep point (default 3)
     python scripts/reproduce.py mtgm --wandb          # also log every run to W&B (offline without network)
     python scripts/reproduce.py gp --grid my_grid.yaml    # other sweep values (a copy of configs/sweeps/gp.yaml)

@@ -1,8 +1,9 @@
-"""Paper 2 (GP), Sec. 6.1 and Appendix F: Fig. 4(a), the attention figures and the white-noise control, from the
-grid configs/sweeps/gp.yaml.
+"""Paper 2 (GP), Sec. 6.1 and Appendix F: Fig. 4(a), the training-time study, the attention figures, the white-noise
+control and the measures from the checkpoints, from the grid configs/sweeps/gp.yaml.
 
-    python scripts/reproduce.py gp                      # CPU scale (N = 32, 4 blocks): 29 runs, ~1.5 h on 2 busy cores
-    python scripts/reproduce.py gp --only attention     # one study: fig4a | attention | white
+    python scripts/reproduce.py gp                      # CPU scale (N = 32, 4 blocks), 3 seeds: 33 runs, ~1 h 50 min
+                                                        # on one core (measured; docs/reproduction.md)
+    python scripts/reproduce.py gp --only attention     # one study: fig4a | schedule | attention | white | measures
     python scripts/reproduce.py gp --scale paper        # N = 128, 12 blocks, the paper's n: 29 runs of 32k steps (GPU)
     python scripts/reproduce.py gp --scale smoke        # seconds: checks the code, not the paper
     python scripts/reproduce.py gp --only measures      # no training: kernel fits, per-frame variance, eps with
