@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Re-run a paper's experiments and write its sections of docs/reproduction.md.
 
-    python scripts/reproduce.py mtgm                  # paper 1 at CPU scale, 3 seeds: 54 runs, ~2 h on one core
+    python scripts/reproduce.py mtgm                  # paper 1 at CPU scale, 3 seeds: 54 runs, ~1 h 45 min on one core
     python scripts/reproduce.py mtgm --scale paper    # the paper's step counts and evaluation size (GPU)
     python scripts/reproduce.py mtgm --only fig2b     # one study
     python scripts/reproduce.py gp                    # paper 2 at CPU scale, 3 seeds: 33 runs, ~1 h 50 min on one core

@@ -1,7 +1,7 @@
 """Paper 1 (MTGM): Fig. 2A-E, Fig. 4, the Bayes gap, Prop. 2 and the symmetric family, from configs/sweeps/mtgm.yaml.
 
     python scripts/reproduce.py mtgm                      # CPU scale, 3 seeds per sweep point (--seeds N): 54 runs,
-                                                          # ~2 h on one core (measured; docs/reproduction.md)
+                                                          # ~1 h 45 min on one core (measured; docs/reproduction.md)
     python scripts/reproduce.py mtgm --only fig2b         # one study (see ``MTGMExperiment.studies``)
     python scripts/reproduce.py mtgm --only fig2b_gd      # Fig. 2B with plain GD (paper 1 (MTGM) eq. (4))
 
