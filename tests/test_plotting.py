@@ -63,3 +63,14 @@ def test_errorbar_series_at_one_x_are_dodged_and_nonpositive_lows_clipped_on_log
     xs = [line.get_xdata()[0] for line in ax.lines if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
     assert len(xs) == 2 and xs[0] < 3200 < xs[1] and xs[1] / xs[0] < 1.1  # dodged by a few percent
     assert ax.get_ylim()[0] > 0  # a log axis: the negative lower bound was clipped, not plotted
+
+
+def test_band_with_a_nonpositive_lower_end_does_not_stretch_a_log_axis():
+    from diffusion_theory.plotting.bands import band_figure
+
+    fig = band_figure(
+        {"a": ([1, 2], [0.5, 0.3], [-4.0, 0.2], [9.0, 0.4]), "b": ([1, 2], [0.2, 0.1], [0.15, 0.09], [0.25, 0.11])},
+        "t",
+        "y",
+    )
+    assert fig.axes[0].get_ylim()[0] >= 0.1 / 10 / 2  # the band is cut at a tenth of the smallest mean

@@ -25,13 +25,16 @@ def band_figure(
     where lo or hi is nan, a single seed, no band is drawn)."""
     fig = new_figure((6, 4), dpi=110)
     ax = fig.subplots()
+    # on a log axis a band whose lower end is not positive is cut at a tenth of the smallest positive mean, so one
+    # wide interval does not stretch the axis over orders of magnitude
+    floor = min((m for _, mean, _, _ in curves.values() for m in mean if m > 0), default=1.0) / 10
     for label, (x, mean, lo, hi) in curves.items():
         (line,) = ax.plot(x, mean, marker="o" if len(x) < 30 else None, ms=3, label=label)
         pts = [(a, b, c) for a, b, c in zip(x, lo, hi) if b == b and c == c]  # drop nan
         if pts:
             xs, los, his = zip(*pts)
             if logy:
-                los = [max(v, 1e-12) for v in los]
+                los = [max(v, floor) for v in los]
             ax.fill_between(xs, los, his, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
