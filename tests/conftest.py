@@ -79,3 +79,12 @@ def logged_values(rows: list[dict[str, str]], name: str) -> list[float]:
 
 def last_value(rows: list[dict[str, str]], name: str) -> float:
     return logged_values(rows, name)[-1]
+
+
+def smoke_reproduce_cmd(paper: str, tmp_path: Path, seeds: int, *only: str) -> tuple[list[str], Path]:
+    """`scripts/reproduce.py <paper> --scale smoke` with its runs and report under tmp_path: (command, report path)."""
+    report = tmp_path / "docs" / "reproduction.md"
+    cmd = [sys.executable, str(ROOT / "scripts/reproduce.py"), paper, "--scale", "smoke"]
+    cmd += [a for study in only for a in ("--only", study)]
+    cmd += ["--seeds", str(seeds), "--root", str(tmp_path / "runs"), "--report", str(report)]
+    return cmd, report

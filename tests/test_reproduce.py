@@ -5,28 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import ROOT, smoke_reproduce_cmd
 
 
 def test_reproduce_mtgm_smoke_writes_report_section(tmp_path):
-    report = tmp_path / "docs" / "reproduction.md"
+    cmd, report = smoke_reproduce_cmd("mtgm", tmp_path, 2, "fig2d")
     report.parent.mkdir()
     report.write_text("# Reproduction report\n\nintro kept\n")
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts/reproduce.py"),
-        "mtgm",
-        "--scale",
-        "smoke",
-        "--only",
-        "fig2d",
-        "--seeds",
-        "2",
-        "--root",
-        str(tmp_path / "runs"),
-        "--report",
-        str(report),
-    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text()
@@ -79,26 +64,9 @@ def test_reproduce_rejects_an_unknown_scale_or_study_before_any_run(tmp_path):
 def test_reproduce_mtgm_gd_and_symmetric_studies_write_their_sections(tmp_path):
     """The plain-GD study (steps to thresholds, excess at fixed steps, orderings over seeds) and the symmetric family
     (no training) at the smoke scale, 2 seeds."""
-    report = tmp_path / "docs" / "reproduction.md"
+    cmd, report = smoke_reproduce_cmd("mtgm", tmp_path, 2, "fig2d_gd", "symmetric")
     report.parent.mkdir()
     report.write_text("# Reproduction report\n")
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts/reproduce.py"),
-        "mtgm",
-        "--scale",
-        "smoke",
-        "--only",
-        "fig2d_gd",
-        "--only",
-        "symmetric",
-        "--seeds",
-        "2",
-        "--root",
-        str(tmp_path / "runs"),
-        "--report",
-        str(report),
-    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text()

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
-from conftest import ROOT
+from conftest import ROOT, smoke_reproduce_cmd
 
 
 def test_reproduce_gp_smoke_writes_every_section_and_figure(tmp_path):
-    report = tmp_path / "docs" / "reproduction.md"
+    cmd, report = smoke_reproduce_cmd("gp", tmp_path, 1)
     report.parent.mkdir()
     report.write_text("# Reproduction report\n\n<!-- mtgm-intro:start -->\nkept\n<!-- mtgm-intro:end -->\n")
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts/reproduce.py"),
-        "gp",
-        "--scale",
-        "smoke",
-        "--seeds",
-        "1",
-        "--root",
-        str(tmp_path / "runs"),
-        "--report",
-        str(report),
-    ]
     res = subprocess.run(
         cmd, cwd=ROOT, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
