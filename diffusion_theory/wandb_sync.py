@@ -23,22 +23,27 @@ SEGMENT = re.compile(r"^offline-run-(\d{8}_\d{6})-(.+)$")
 
 
 def offline_segments(run_dir: str | Path) -> list[Path]:
-    """The offline W&B folders of a run folder, oldest first (by the start time in their name, then by the
-    modification time of their run file). Raises if they belong to more than one W&B id."""
+    """The offline W&B folders of a run folder, oldest first (by the start time in their name, then by the index W&B
+    appends when a segment starts in the same second as an earlier one, ``...-<id>-1``, then by the modification time
+    of their run file). The W&B id is read from the run file ``run-<id>.wandb`` (the folder name alone is ambiguous
+    once W&B has appended that index). Raises if they belong to more than one W&B id."""
     found = []
     for path in Path(run_dir, "wandb").glob("offline-run-*"):
         match = SEGMENT.match(path.name)
         if match and path.is_dir():
-            run_files = list(path.glob("run-*.wandb"))
+            run_files = sorted(path.glob("run-*.wandb"))
             mtime = max((f.stat().st_mtime for f in run_files), default=path.stat().st_mtime)
-            found.append((match.group(1), mtime, match.group(2), path))
-    ids = {run_id for _, _, run_id, _ in found}
+            run_id = run_files[0].name[len("run-") : -len(".wandb")] if run_files else match.group(2)
+            rest = match.group(2)[len(run_id) :] if match.group(2).startswith(run_id) else ""
+            index = int(rest[1:]) if rest[1:].isdigit() else 0  # W&B's same-second suffix
+            found.append((match.group(1), index, mtime, run_id, path))
+    ids = {run_id for *_, run_id, _ in found}
     if len(ids) > 1:
         raise ValueError(
             f"{run_dir}: offline segments of several W&B runs ({', '.join(sorted(ids))}); "
             f"sync each run's folders separately"
         )
-    return [path for *_, path in sorted(found, key=lambda item: item[:2])]
+    return [path for *_, path in sorted(found, key=lambda item: item[:3])]
 
 
 def wandb_sync_has_append() -> bool:

@@ -146,3 +146,17 @@ def test_segments_of_two_runs_are_refused(tmp_path):
         (tmp_path / "wandb" / name).mkdir(parents=True)
     with pytest.raises(ValueError, match="several W&B runs"):
         offline_segments(tmp_path)
+
+
+def test_a_segment_started_in_the_same_second_keeps_its_run_id(tmp_path):
+    # W&B names a second segment of one run that starts within the same second `offline-run-<ts>-<id>-1`
+    # (wandb_init.set_sync_dir_suffix); the id comes from the run file, and the suffixed folder sorts after
+    for name, suffix in (("offline-run-20260101_000000-mtgm-seg-1", 1), ("offline-run-20260101_000000-mtgm-seg", 0)):
+        folder = tmp_path / "wandb" / name
+        folder.mkdir(parents=True)
+        (folder / "run-mtgm-seg.wandb").write_bytes(b"x" * (suffix + 1))
+    segments = offline_segments(tmp_path)
+    assert [s.name for s in segments] == [
+        "offline-run-20260101_000000-mtgm-seg",
+        "offline-run-20260101_000000-mtgm-seg-1",
+    ]
