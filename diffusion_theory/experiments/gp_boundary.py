@@ -49,16 +49,9 @@ def measure_boundary(
     run_dir: Path, n_generated: int, generation: dict[str, Any], n_time_bins: int = 3, seed: int = 0
 ) -> BoundaryMeasures:
     """``boundary_measures`` of the run in ``run_dir`` (``config.yaml`` + ``checkpoints/last.ckpt``)."""
-    import yaml
+    from diffusion_theory.experiments.gp_measures import load_gp_run
 
-    from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
-    from diffusion_theory.models.diffusion_module import DiffusionModule
-
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    dm = GaussianProcessDataModule(**dict(cfg["data"]["init_args"]))
-    module = DiffusionModule.load_from_checkpoint(
-        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
-    ).eval()
+    _, dm, module = load_gp_run(run_dir)
     return boundary_measures(module, dm, n_generated, generation, n_time_bins, seed)
 
 

@@ -41,6 +41,21 @@ class RunMeasures:
     eps: ExpectedDenominatorEps
 
 
+def load_gp_run(run_dir: Path) -> tuple[dict[str, Any], Any, Any]:
+    """(data init args, ``GaussianProcessDataModule``, ``DiffusionModule`` in eval mode) of a finished run folder
+    (``config.yaml`` + ``checkpoints/last.ckpt``, loaded weights-only on the CPU)."""
+    import yaml
+
+    from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
+    from diffusion_theory.models.diffusion_module import DiffusionModule
+
+    data_args = dict(yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["init_args"])
+    module = DiffusionModule.load_from_checkpoint(
+        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    ).eval()
+    return data_args, GaussianProcessDataModule(**data_args), module
+
+
 def measure_run(
     run_dir: Path,
     n_generated: int,
@@ -52,12 +67,9 @@ def measure_run(
 ) -> RunMeasures:
     """The three measures of the run in ``run_dir`` (see the module docstring); ``generation``: sampler, n_steps,
     sampler_options as in configs/sweeps/gp.yaml."""
-    import yaml
 
     from diffusion_theory.callbacks.attention_sampling import AttentionAlongSampling
-    from diffusion_theory.datamodules.gaussian_process import GaussianProcessDataModule
     from diffusion_theory.diffusion.generation import generate_across_ranks
-    from diffusion_theory.models.diffusion_module import DiffusionModule
 
     for name, value in (
         ("n_generated", n_generated),
@@ -66,13 +78,8 @@ def measure_run(
     ):
         if value < 1:
             raise ValueError(f"gp measures: {name} must be >= 1; got {value}")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    data_args = dict(cfg["data"]["init_args"])
-    dm = GaussianProcessDataModule(**data_args)
+    data_args, dm, module = load_gp_run(run_dir)
     gamma, sigma = dm.dist.gamma, dm.dist.sigma  # (N, N), (d, d)
-    module = DiffusionModule.load_from_checkpoint(
-        run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
-    ).eval()
     with torch.no_grad():
         cb = AttentionAlongSampling(
             n_samples=attention_samples,
