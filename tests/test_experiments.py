@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import ClassVar
 
@@ -247,3 +248,23 @@ def test_gd_studies_use_their_own_run_folders_and_plain_gd():
     for scale in grid["scales"].values():
         assert scale["gd_steps"] > scale["gd_validate_every"] > 0
     assert {"fig2b_gd", "fig2c_gd", "fig2d_gd", "prop2", "symmetric"} <= set(MTGMExperiment.studies)
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        ({"n_sweep": [[3.0, 64.0]]}, "grid scales.cpu.n_sweep: every entry must be a [nu, l] of a Fig. 4(a) setting"),
+        ({"orderings_n": 0}, "grid scales.cpu.orderings_n: must be a positive integer"),
+        ({"schedule": {"nus": [1.0, 2.0], "time_samplings": ["uniform", "first"]}}, "grid scales.cpu.schedule: needs"),
+    ],
+)
+def test_gp_grid_errors_name_the_field_before_any_run(edit, message):
+    import copy
+
+    from diffusion_theory.experiments.gp import GPExperiment
+
+    grid = copy.deepcopy(GPExperiment().grid)
+    GPExperiment(grid).check("cpu", None)  # the shipped grid passes
+    grid["scales"]["cpu"].update(edit)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        GPExperiment(grid).check("cpu", None)

@@ -93,6 +93,29 @@ class GPExperiment(Experiment):
                 f"--only schedule: scale {scale} has no `schedule` entry in its grid (the study compares the training "
                 "times of the continuous process; a discrete-DDPM config already trains with the paper's)"
             )
+        s, where = self.grid["scales"][scale], f"grid scales.{scale}"
+        n_ord = s.get("orderings_n")
+        if n_ord is not None and (int(n_ord) != n_ord or n_ord < 1):
+            raise ValueError(
+                f"{where}.orderings_n: must be a positive integer (the n every setting trains at); got {n_ord}"
+            )
+        settings = {(nu, l) for _, nu, l, _ in self.fig4a_settings(s)}
+        for pair in s.get("n_sweep") or []:
+            if not (isinstance(pair, list | tuple) and len(pair) == 2) or not any(
+                abs(float(pair[0]) - nu) < 1e-9 and abs(float(pair[1]) - l) < 1e-9 for nu, l in settings
+            ):
+                raise ValueError(
+                    f"{where}.n_sweep: every entry must be a [nu, l] of a Fig. 4(a) setting "
+                    f"({', '.join(f'[{nu:g}, {l:g}]' for nu, l in sorted(settings))}); got {pair}"
+                )
+        study = s.get("schedule")
+        if study is not None:
+            bad = [ts for ts in study.get("time_samplings", []) if ts not in ("uniform", "ddpm_linear")]
+            if bad or len(study.get("time_samplings", [])) < 2 or len(study.get("nus", [])) < 2:
+                raise ValueError(
+                    f"{where}.schedule: needs nus (at least 2) and time_samplings (at least 2 of uniform, ddpm_linear); "
+                    f"got {study}"
+                )
 
     def reproduce(self, scale: str, only: list[str] | None, sweep: Sweep, report: Report) -> None:
         s = self.grid["scales"][scale]
